@@ -1,0 +1,1 @@
+"""Sub-commands of the ``keras-efficientnet`` command line."""

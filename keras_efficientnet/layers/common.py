@@ -1,0 +1,71 @@
+"""Small helpers shared by the layers: initializers, padding conventions, channel axis."""
+
+from __future__ import annotations
+
+import keras
+
+PACKAGE = "keras_efficientnet"
+
+#: He-style initializer of the EfficientNet papers for convolutions.
+CONV_INITIALIZER = {"class_name": "VarianceScaling",
+                    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
+#: Initializer of the classifier.
+DENSE_INITIALIZER = {"class_name": "VarianceScaling",
+                     "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
+
+PADDINGS = ("same", "symmetric")
+
+
+def standardize_data_format(data_format):
+    """``data_format`` or Keras' global image data format."""
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}.")
+    return data_format
+
+
+def channel_axis(data_format: str) -> int:
+    """The channel axis of a 4-D tensor in ``data_format``."""
+    return -1 if data_format == "channels_last" else 1
+
+
+def spatial_axes(data_format: str) -> tuple[int, int]:
+    """The two spatial axes of a 4-D tensor in ``data_format``."""
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
+def conv_padding(kernel_size: int, strides: int, padding: str):
+    """How to pad a convolution under a weight-source convention.
+
+    ``"same"`` is TensorFlow's rule (at stride 2 the extra pixel goes after). ``"symmetric"``
+    is PyTorch's: ``k // 2`` pixels before and after. Both agree at stride 1 for odd kernels.
+
+    Returns:
+        ``(explicit_pad, keras_padding)``: pixels to zero-pad on each side first (0 for none)
+        and the padding argument for the Keras convolution.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    if padding == "symmetric" and (strides > 1 or kernel_size % 2 == 0):
+        return kernel_size // 2, "valid"
+    return 0, "same"
+
+
+def pad_spatial(x, pad: int, data_format: str):
+    """Zero-pad both spatial dimensions of ``x`` by ``pad`` pixels on each side."""
+    if not pad:
+        return x
+    width = [[0, 0], [pad, pad], [pad, pad], [0, 0]] if data_format == "channels_last" \
+        else [[0, 0], [0, 0], [pad, pad], [pad, pad]]
+    return keras.ops.pad(x, width)
+
+
+def batch_norm(name, data_format, epsilon, momentum):
+    """A BatchNormalization sublayer on the channel axis of ``data_format``."""
+    return keras.layers.BatchNormalization(axis=channel_axis(data_format), epsilon=epsilon,
+                                           momentum=momentum, name=name)
+
+
+def serializable(cls):
+    """Register a layer class for ``.keras`` saving under this package's name."""
+    return keras.saving.register_keras_serializable(package=PACKAGE)(cls)

@@ -1,0 +1,128 @@
+"""Public constructors, generated from the variant table.
+
+Each constructor has keras.applications' signature. They are thin: all the work is in
+:func:`~keras_efficientnet.models.factory.build_efficientnet`.
+"""
+
+from __future__ import annotations
+
+from ..specs import VARIANTS, compound_spec, get_spec
+from .factory import build_efficientnet
+
+_DOC = """Instantiate the {name} architecture{extra}.
+
+Default input: {res}x{res} RGB, 0-255 pixels (normalised in the graph as the weights expect:
+{pre}). With ``include_top=False`` the input size is free (``(None, None, 3)``).
+
+Args:
+    include_top: whether to include the pooling, dropout and ``predictions`` classifier.
+    weights: ``None`` (random initialisation), ``"imagenet"``, another registered weight-set
+        tag, or the path of a weights file (keras.applications ``.h5``, this package's
+        ``.weights.h5``, or any supported checkpoint; the format is read from the file).
+    input_tensor: optional Keras tensor to use as the model's input.
+    input_shape: optional shape tuple, e.g. ``({res}, {res}, 3)``.
+    pooling: ``None``, ``"avg"`` or ``"max"``: global pooling when ``include_top=False``.
+    classes: number of classes of the classifier.
+    classifier_activation: activation of the classifier; ``None`` returns logits.
+    include_preprocessing: include the input normalisation layer.
+    name: the model's name.
+    drop_connect_rate: final stochastic-depth rate (default 0.2).
+    dropout_rate: dropout before the classifier (default {dropout}).
+    data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting).
+
+Returns:
+    A ``keras.Model``.
+
+Example:
+    >>> import numpy as np
+    >>> import keras_efficientnet as ke
+    >>> model = ke.{name}(weights=None, input_shape=(64, 64, 3), classes=5)
+    >>> model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0).shape
+    (1, 5)
+"""
+
+
+def _make_constructor(variant: str):
+    spec = VARIANTS[variant]
+
+    def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                    pooling=None, classes=1000, classifier_activation="softmax",
+                    include_preprocessing=True, name=None, drop_connect_rate=None,
+                    dropout_rate=None, data_format=None):
+        return build_efficientnet(
+            get_spec(variant), include_top=include_top, weights=weights, input_tensor=input_tensor,
+            input_shape=input_shape, pooling=pooling, classes=classes,
+            classifier_activation=classifier_activation,
+            include_preprocessing=include_preprocessing, name=name,
+            drop_connect_rate=drop_connect_rate, dropout_rate=dropout_rate, data_format=data_format)
+
+    constructor.__name__ = constructor.__qualname__ = variant
+    constructor.__doc__ = _DOC.format(name=variant, res=spec.resolution, pre=spec.preprocessing,
+                                      dropout=spec.dropout, extra="")
+    constructor.__module__ = "keras_efficientnet"
+    return constructor
+
+
+#: Public constructor names, in table order.
+CONSTRUCTORS = {name: _make_constructor(name) for name in VARIANTS if name.startswith("EfficientNet")}
+globals().update(CONSTRUCTORS)
+
+
+def EfficientNet(phi: float = 0, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
+                 include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                 classes=1000, classifier_activation="softmax", include_preprocessing=True,
+                 name=None, drop_connect_rate=None, dropout_rate=None, data_format=None):
+    """Any compound-scaled EfficientNet from the B0 base.
+
+    Depth is multiplied by ``alpha**phi``, width by ``beta**phi`` and the default resolution is
+    ``224 * gamma**phi`` (rounded to a multiple of 8). ``phi=0`` is B0's architecture. Only
+    ``weights=None`` or a file path apply: no weights are published for arbitrary ``phi``.
+
+    Args:
+        phi: compound coefficient (>= 0, may be fractional).
+        alpha, beta, gamma: depth, width and resolution bases (paper: 1.2, 1.1, 1.15).
+        Other arguments: as for :func:`EfficientNetB0`.
+
+    Returns:
+        A ``keras.Model``.
+
+    Example:
+        >>> import keras_efficientnet as ke
+        >>> model = ke.EfficientNet(phi=0.5, weights=None, include_top=False, pooling="avg")
+        >>> model.output_shape
+        (None, 1344)
+    """
+    spec = compound_spec(phi, alpha, beta, gamma)
+    return build_efficientnet(
+        spec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, include_preprocessing=include_preprocessing,
+        name=name, drop_connect_rate=drop_connect_rate, dropout_rate=dropout_rate,
+        data_format=data_format)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names of every variant (optionally only those containing ``pattern``).
+
+    Example:
+        >>> import keras_efficientnet as ke
+        >>> ke.list_models("V2")[:3]
+        ['EfficientNetV2B0', 'EfficientNetV2B1', 'EfficientNetV2B2']
+    """
+    return [n for n in VARIANTS if pattern is None or pattern.lower() in n.lower()]
+
+
+def create_model(name: str, weights=None, **kwargs):
+    """Build any variant by name: ``create_model("EfficientNetB3", weights=None)``.
+
+    Args:
+        name: a name from :func:`list_models`.
+        weights: as for the constructors.
+        **kwargs: any constructor argument.
+
+    Example:
+        >>> import keras_efficientnet as ke
+        >>> ke.create_model("EfficientNetV2B0", include_top=False, pooling="avg").output_shape
+        (None, 1280)
+    """
+    return build_efficientnet(get_spec(name), weights=weights, **kwargs)

@@ -1,0 +1,73 @@
+"""What all converters share: the result type and format detection by file content."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Converted:
+    """Arrays under our flat names, plus what the source held that has no model weight.
+
+    Attributes:
+        arrays: ``{flat_name: array}`` in Keras layout.
+        consumed: ``{source_name: reason}`` for source entries deliberately used without a
+            target weight (preprocessing statistics reproduced by the graph, ...).
+        source: a short description of the file, for error messages.
+        format: the detected format name.
+        head_names: flat names of the classifier weights (droppable for include_top=False).
+    """
+
+    arrays: dict[str, np.ndarray]
+    consumed: dict[str, str]
+    source: str
+    format: str
+    head_names: tuple[str, ...] = ("predictions/kernel", "predictions/bias")
+
+
+# name -> (sniff(path) -> bool, read(path, spec) -> Converted)
+_FORMATS: dict[str, tuple[Callable, Callable]] = {}
+
+
+def register_format(name: str, sniff: Callable, read: Callable) -> None:
+    """Register a checkpoint format: ``sniff(path)`` says whether a file is in it and
+    ``read(path, spec)`` converts it. Later registrations are tried first."""
+    _FORMATS.pop(name, None)
+    _FORMATS[name] = (sniff, read)
+    # move to the front so that specific formats registered later win over generic ones
+    items = list(_FORMATS.items())
+    _FORMATS.clear()
+    _FORMATS.update([items[-1]] + items[:-1])
+
+
+def detect_format(path: str) -> str:
+    """The registered format of the file at ``path``.
+
+    Raises:
+        ValueError: when the file is missing, empty, or in no known format.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"Weights file {path!r} does not exist. Pass weights=None, a registered "
+                         "weight set name such as 'imagenet', or the path of a weights file.")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"Weights file {path!r} is empty.")
+    errors = []
+    for name, (sniff, _) in _FORMATS.items():
+        try:
+            if sniff(path):
+                return name
+        except Exception as err:  # a sniffer that cannot read the file just says no
+            errors.append(f"{name}: {type(err).__name__}: {err}")
+    detail = f" ({'; '.join(errors)})" if errors else ""
+    raise ValueError(f"{path!r} is not a weights file in any supported format "
+                     f"({', '.join(sorted(_FORMATS))}); it may be truncated or corrupt{detail}.")
+
+
+def read_checkpoint(path: str, spec, fmt: str | None = None) -> Converted:
+    """Convert the file at ``path`` for a model of ``spec``."""
+    fmt = fmt or detect_format(path)
+    return _FORMATS[fmt][1](path, spec)

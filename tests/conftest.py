@@ -1,0 +1,76 @@
+"""Shared test helpers. The backend is chosen per process by KERAS_BACKEND (scripts/test.sh)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+
+def randomize_weights(model, seed: int = 0) -> None:
+    """Give every weight of ``model`` random values, BatchNorm statistics included, so that a
+    parity check sees every tensor (an untouched moving mean of zeros would hide a swap)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        path = variable.path
+        shape = tuple(variable.shape)
+        if "normalization" in path or "rescaling" in path:
+            continue
+        if path.endswith(("moving_variance", "running_var")):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif path.endswith("gamma"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif path.endswith(("beta", "moving_mean", "bias")):
+            value = rng.normal(0, 0.1, shape)
+        else:
+            fan_in = max(1, int(np.prod(shape[:-1])))
+            value = rng.normal(0, 1.0 / np.sqrt(fan_in), shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+def save_legacy_h5(model, path: str) -> str:
+    """Save weights in the legacy layout of keras.applications' published files (tf.keras 2:
+    one group per layer, weight names ending in ':0')."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    with h5py.File(path, "a") as f:
+        for lname in f.attrs["layer_names"]:
+            lname = lname.decode() if isinstance(lname, bytes) else lname
+            group = f[lname]
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            for n in names:
+                f.move(f"{lname}/{n}", f"{lname}/{n}:0")
+            group.attrs["weight_names"] = [(n + ":0").encode() for n in names]
+    return path
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def max_rel_diff(a, b) -> float:
+    a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+    return float(np.abs(a - b).max() / max(1.0, np.abs(a).max()))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache directory for the test."""
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
