@@ -70,6 +70,18 @@ for _key, (_table, _w, _d, _r, _pre) in _V2_SCALING.items():
         round_limit=0.0, bn_momentum=0.9, preprocessing=_pre, family="v2")
 
 
+# EfficientNet-Lite (TF "efficientnet-lite" release; timm tf_efficientnet_lite*): B0's stages
+# without SE, ReLU6, stem and head widths fixed, first and last stages not depth-scaled.
+V1_LITE_BLOCKS = tuple(b.replace("_se0.25", "") for b in V1_BLOCKS)
+_LITE_SCALING = {0: (1.0, 1.0, 224, 0.2), 1: (1.0, 1.1, 240, 0.2), 2: (1.1, 1.2, 260, 0.3),
+                 3: (1.2, 1.4, 300, 0.3), 4: (1.4, 1.8, 380, 0.3)}
+for _i, (_w, _d, _r, _drop) in _LITE_SCALING.items():
+    VARIANTS[f"EfficientNetLite{_i}"] = ModelSpec(
+        name=f"EfficientNetLite{_i}", blocks=V1_LITE_BLOCKS, width=_w, depth=_d, resolution=_r,
+        dropout=_drop, activation="relu6", scale_stem=False, scale_head=False,
+        fix_first_last=True, preprocessing="lite", family="lite")
+
+
 def register_variant(spec: ModelSpec, *aliases: str, overwrite: bool = False) -> ModelSpec:
     """Add a spec to the variant table under its name (and optional aliases).
 

@@ -31,13 +31,18 @@ class Converted:
 
 # name -> (sniff(path) -> bool, read(path, spec) -> Converted)
 _FORMATS: dict[str, tuple[Callable, Callable]] = {}
+# name -> infer(path) -> dict (at least {"variant": str, "classes": int | None}); for from_checkpoint
+_INFER: dict[str, Callable] = {}
 
 
-def register_format(name: str, sniff: Callable, read: Callable) -> None:
-    """Register a checkpoint format: ``sniff(path)`` says whether a file is in it and
-    ``read(path, spec)`` converts it. Later registrations are tried first."""
+def register_format(name: str, sniff: Callable, read: Callable, infer: Callable | None = None) -> None:
+    """Register a checkpoint format: ``sniff(path)`` says whether a file is in it,
+    ``read(path, spec)`` converts it, and the optional ``infer(path)`` names the variant and
+    class count the file holds. Later registrations are tried first."""
     _FORMATS.pop(name, None)
     _FORMATS[name] = (sniff, read)
+    if infer is not None:
+        _INFER[name] = infer
     # move to the front so that specific formats registered later win over generic ones
     items = list(_FORMATS.items())
     _FORMATS.clear()
@@ -65,6 +70,19 @@ def detect_format(path: str) -> str:
     detail = f" ({'; '.join(errors)})" if errors else ""
     raise ValueError(f"{path!r} is not a weights file in any supported format "
                      f"({', '.join(sorted(_FORMATS))}); it may be truncated or corrupt{detail}.")
+
+
+def infer_checkpoint(path: str, fmt: str | None = None) -> dict:
+    """What the file holds: ``{"variant": name, "classes": n or None, ...}``.
+
+    Raises:
+        ValueError: when the format cannot say which variant a file is.
+    """
+    fmt = fmt or detect_format(path)
+    if fmt not in _INFER:
+        raise ValueError(f"{path!r} is a {fmt} file, but that format does not record its variant; "
+                         "build the model yourself and pass weights=path.")
+    return _INFER[fmt](path)
 
 
 def read_checkpoint(path: str, spec, fmt: str | None = None) -> Converted:
