@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-command modules under keras_efficientnet.commands, in help order.
-COMMANDS = ["classify"]
+COMMANDS = ["classify", "train", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

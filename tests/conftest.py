@@ -36,10 +36,12 @@ def randomize_weights(model, seed: int = 0) -> None:
 
 
 def save_legacy_h5(model, path: str) -> str:
-    """Save weights in the legacy layout of keras.applications' published files (tf.keras 2:
-    one group per layer, weight names ending in ':0')."""
+    """Save weights in the legacy layout of keras.applications' published files, as tf.keras 2
+    wrote them: one group per layer, weight names ending in ':0', and depthwise kernels named
+    'depthwise_kernel' (Keras 3 calls them 'kernel')."""
     from keras.src.legacy.saving import legacy_h5_format
 
+    depthwise = {l.name for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)}
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     with h5py.File(path, "a") as f:
@@ -47,9 +49,14 @@ def save_legacy_h5(model, path: str) -> str:
             lname = lname.decode() if isinstance(lname, bytes) else lname
             group = f[lname]
             names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            new = []
             for n in names:
-                f.move(f"{lname}/{n}", f"{lname}/{n}:0")
-            group.attrs["weight_names"] = [(n + ":0").encode() for n in names]
+                target = n + ":0"
+                if lname in depthwise and n.endswith("/kernel"):
+                    target = n[: -len("kernel")] + "depthwise_kernel:0"
+                f.move(f"{lname}/{n}", f"{lname}/{target}")
+                new.append(target.encode())
+            group.attrs["weight_names"] = new
     return path
 
 

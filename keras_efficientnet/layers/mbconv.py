@@ -6,6 +6,8 @@ import keras
 
 from .common import (CONV_INITIALIZER, batch_norm, channel_axis, conv_padding, pad_spatial,
                      serializable, spatial_axes, standardize_data_format)
+from .channel_bias import ChannelBias
+from .depthwise import ShiftedDepthwiseConv2D, resolve_depthwise_impl
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
 
@@ -17,8 +19,12 @@ class _InvertedResidualBase(keras.layers.Layer):
                  expand_filters: int | None = None, se_filters: int = 0, activation="swish",
                  gate_activation="sigmoid", drop_rate: float = 0.0, residual: bool = True,
                  padding: str = "same", bn_epsilon: float = 1e-3, bn_momentum: float = 0.99,
-                 data_format=None, kernel_initializer=CONV_INITIALIZER, **kwargs):
+                 data_format=None, kernel_initializer=CONV_INITIALIZER, fused_bn: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        # fused_bn: BatchNorms folded into the convs (see keras_efficientnet.fuse_batchnorm):
+        # each BN sublayer is a ChannelBias of the same name.
+        self.fused_bn = bool(fused_bn)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -45,6 +51,8 @@ class _InvertedResidualBase(keras.layers.Layer):
                                    kernel_initializer=self.kernel_initializer, name=name)
 
     def _bn(self, name):
+        if self.fused_bn:
+            return ChannelBias(data_format=self.data_format, name=name)
         return batch_norm(name, self.data_format, self.bn_epsilon, self.bn_momentum)
 
     def _se(self):
@@ -105,7 +113,8 @@ class _InvertedResidualBase(keras.layers.Layer):
                 "drop_rate": self.drop_rate, "residual": self.residual, "padding": self.padding,
                 "bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum,
                 "data_format": self.data_format,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                **({"fused_bn": True} if self.fused_bn else {})}
 
 
 @serializable
@@ -132,6 +141,10 @@ class MBConv(_InvertedResidualBase):
         bn_momentum: BatchNormalization momentum.
         data_format: ``"channels_last"`` or ``"channels_first"``.
         kernel_initializer: initializer of the convolution kernels.
+        depthwise_impl: ``"keras"`` (``keras.layers.DepthwiseConv2D``), ``"shifted"``
+            (:class:`~keras_efficientnet.layers.ShiftedDepthwiseConv2D`, k*k shifted
+            multiply-adds that XLA compiles well) or ``"auto"`` (the faster one on the current
+            backend). Same weights either way; only the computation differs.
 
     Example:
         >>> import numpy as np
@@ -141,16 +154,27 @@ class MBConv(_InvertedResidualBase):
         (1, 16, 16, 24)
     """
 
+    def __init__(self, *args, depthwise_impl: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        resolve_depthwise_impl(depthwise_impl)  # validates
+        self.depthwise_impl = depthwise_impl
+
     def build(self, input_shape):
         self._check_residual(input_shape)
         self.expand_conv = self.expand_bn = None
         if self.expand_filters is not None:
             self.expand_conv = self._conv(self.expand_filters, 1, 1, "expand_conv")
             self.expand_bn = self._bn("expand_bn")
-        self.dwconv = keras.layers.DepthwiseConv2D(
-            self.kernel_size, strides=self.strides, padding=self._conv_padding, use_bias=False,
-            data_format=self.data_format, depthwise_initializer=self.kernel_initializer,
-            name="dwconv")
+        if resolve_depthwise_impl(self.depthwise_impl) == "shifted":
+            self.dwconv = ShiftedDepthwiseConv2D(
+                self.kernel_size, strides=self.strides, padding=self._conv_padding,
+                data_format=self.data_format, depthwise_initializer=self.kernel_initializer,
+                name="dwconv")
+        else:
+            self.dwconv = keras.layers.DepthwiseConv2D(
+                self.kernel_size, strides=self.strides, padding=self._conv_padding, use_bias=False,
+                data_format=self.data_format, depthwise_initializer=self.kernel_initializer,
+                name="dwconv")
         self.bn = self._bn("bn")
         self.se = self._se()
         self.project_conv = self._conv(self.filters, 1, 1, "project_conv")
@@ -168,3 +192,6 @@ class MBConv(_InvertedResidualBase):
             x = self.se(x)
         x = self.project_bn(self.project_conv(x), training=training)
         return self._finish(inputs, x, training)
+
+    def get_config(self):
+        return {**super().get_config(), "depthwise_impl": self.depthwise_impl}

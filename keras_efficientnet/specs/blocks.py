@@ -17,7 +17,11 @@ Tokens (joined by ``_``; the first names the block kind):
 ``se<X>``  squeeze-excitation ratio, relative to the block's input channels
 ``a<S>``   activation override for this stage (``relu``, ``relu6``, ``swish`` ...)
 ``x<N>``   CondConv experts (0 = plain convolutions)
+``fc<N>``  hidden width = ``fc`` (width-scaled) * expansion instead of input * expansion
+           (timm's ``fc``: EdgeTPU's first block expands 24, not the stem's 32, channels)
 ``noskip`` no residual connection even where shapes allow one
+``fx``     keep the expansion conv even at ``e1`` (a fused block with a kxk expansion and
+           a 1x1 projection, as timm's ``er_..._e1`` in ``efficientnetv2_rw_*``)
 =========  ==============================================================
 """
 
@@ -44,6 +48,9 @@ class BlockSpec:
         activation: activation override for the stage, or None for the model's.
         experts: number of CondConv experts; 0 for ordinary convolutions.
         skip: whether a residual connection is used where stride and widths allow it.
+        expand_in: when > 0, the hidden width is ``expand_in`` (width-scaled) times
+            ``expand`` instead of the block input times ``expand``.
+        force_expand: build the expansion conv even when ``expand == 1``.
 
     Example:
         >>> from keras_efficientnet.specs.blocks import BlockSpec, format_block
@@ -61,6 +68,8 @@ class BlockSpec:
     activation: str | None = None
     experts: int = 0
     skip: bool = True
+    expand_in: int = 0
+    force_expand: bool = False
 
     def __post_init__(self):
         if self.kind not in BLOCK_KINDS:
@@ -75,6 +84,8 @@ class BlockSpec:
             raise ValueError(f"BlockSpec.se must lie in [0, 1], got {self.se!r}.")
         if self.experts < 0:
             raise ValueError(f"BlockSpec.experts must be >= 0, got {self.experts!r}.")
+        if self.expand_in < 0:
+            raise ValueError(f"BlockSpec.expand_in must be >= 0, got {self.expand_in!r}.")
 
 
 def _number(text: str) -> float | int:
@@ -87,7 +98,9 @@ def _format_number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-_TOKEN = re.compile(r"^(se|r|k|s|e|c|a|x)(.+)$")
+_TOKEN = re.compile(r"^(se|fc|r|k|s|e|c|a|x)(.+)$")
+#: tokens without a value: token -> (field, value)
+_FLAGS = {"noskip": ("skip", False), "fx": ("force_expand", True)}
 
 
 def parse_block(text: str) -> BlockSpec:
@@ -111,10 +124,11 @@ def parse_block(text: str) -> BlockSpec:
     kind, tokens = parts[0], parts[1:]
     fields: dict = {"kind": kind}
     names = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expand", "c": "out",
-             "se": "se", "a": "activation", "x": "experts"}
+             "se": "se", "a": "activation", "x": "experts", "fc": "expand_in"}
     for token in tokens:
-        if token == "noskip":
-            fields["skip"] = False
+        if token in _FLAGS:
+            field, value = _FLAGS[token]
+            fields[field] = value
             continue
         match = _TOKEN.match(token)
         if not match:
@@ -127,7 +141,7 @@ def parse_block(text: str) -> BlockSpec:
                 number = _number(value)
             except ValueError:
                 raise ValueError(f"Token {token!r} in block string {text!r} is not a number.") from None
-            if key in ("r", "k", "s", "c", "x"):
+            if key in ("r", "k", "s", "c", "x", "fc"):
                 if not float(number).is_integer():
                     raise ValueError(f"Token {token!r} in {text!r} must be an integer.")
                 number = int(number)
@@ -154,8 +168,12 @@ def format_block(block: BlockSpec) -> str:
         parts.append(f"a{block.activation}")
     if block.experts:
         parts.append(f"x{block.experts}")
+    if block.expand_in:
+        parts.append(f"fc{block.expand_in}")
     if not block.skip:
         parts.append("noskip")
+    if block.force_expand:
+        parts.append("fx")
     return "_".join(parts)
 
 

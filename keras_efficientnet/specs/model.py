@@ -74,6 +74,8 @@ class ModelSpec:
         family: ``"v1"`` or ``"v2"``; only selects keras.applications weight names.
         channel_overrides: per-block hidden (expanded) widths, ``{block_name: channels}``;
             how a structurally pruned model is described and rebuilt.
+        stage_depth: per-stage depth multipliers (one per stage) used instead of ``depth``;
+            empty for the usual single multiplier (timm's ``efficientnetv2_rw_m``).
 
     Example:
         >>> from keras_efficientnet.specs import get_spec
@@ -104,12 +106,17 @@ class ModelSpec:
     preprocessing: str = "imagenet"
     family: str = "v1"
     channel_overrides: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    stage_depth: tuple[float, ...] = ()
 
     def __post_init__(self):
         if isinstance(self.blocks, (list, tuple)) and self.blocks and isinstance(self.blocks[0], str):
             object.__setattr__(self, "blocks", parse_blocks(self.blocks))
         object.__setattr__(self, "blocks", tuple(self.blocks))
         object.__setattr__(self, "channel_overrides", dict(self.channel_overrides))
+        object.__setattr__(self, "stage_depth", tuple(float(d) for d in self.stage_depth))
+        if self.stage_depth and len(self.stage_depth) != len(self.blocks):
+            raise ValueError(f"stage_depth has {len(self.stage_depth)} multipliers for "
+                             f"{len(self.blocks)} stages.")
         if self.padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}.")
         if self.preprocessing not in PREPROCESSINGS:
@@ -119,7 +126,7 @@ class ModelSpec:
             raise ValueError("width and depth multipliers must be positive.")
 
     def __hash__(self):
-        return hash((self.name, self.block_strings(), self.width, self.depth,
+        return hash((self.name, self.block_strings(), self.width, self.depth, self.stage_depth,
                      tuple(sorted(self.channel_overrides.items()))))
 
     def block_strings(self) -> tuple[str, ...]:
@@ -155,6 +162,7 @@ class ModelSpec:
         data = dataclasses.asdict(self)
         data["blocks"] = list(self.block_strings())
         data["channel_overrides"] = dict(self.channel_overrides)
+        data["stage_depth"] = list(self.stage_depth)
         return data
 
     @classmethod
@@ -266,7 +274,8 @@ def resolve(spec: ModelSpec, drop_path: float | None = None) -> ResolvedModel:
     last = len(spec.blocks) - 1
     for i, block in enumerate(spec.blocks):
         fixed = spec.fix_first_last and i in (0, last)
-        repeats.append(block.repeats if fixed else scale_depth(block.repeats, spec.depth))
+        depth = spec.stage_depth[i] if spec.stage_depth else spec.depth
+        repeats.append(block.repeats if fixed else scale_depth(block.repeats, depth))
     total = sum(repeats)
     rates = drop_path_rates(total, spec.drop_path if drop_path is None else drop_path)
 
@@ -278,14 +287,13 @@ def resolve(spec: ModelSpec, drop_path: float | None = None) -> ResolvedModel:
         for j in range(count):
             name = f"block{stage + 1}{block_letter(j)}"
             stride = block.stride if j == 0 else 1
-            product = in_ch * block.expand
-            hidden = int(product) if float(product).is_integer() else make_divisible(product, spec.divisor)
-            if block.kind == "mb" and block.expand == 1:
-                has_expand = False
-            elif block.kind == "fu" and block.expand == 1:
-                has_expand = False
+            if block.expand_in:
+                product = width(block.expand_in) * block.expand
+                hidden = make_divisible(product, spec.divisor)
             else:
-                has_expand = True
+                product = in_ch * block.expand
+                hidden = int(product) if float(product).is_integer() else make_divisible(product, spec.divisor)
+            has_expand = block.expand != 1 or block.force_expand
             if name in spec.channel_overrides:
                 if not has_expand:
                     raise ValueError(f"Block {name} has no expansion conv; its width cannot be overridden.")

@@ -56,4 +56,26 @@ def variant_of(path: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-register_format("keras_efficientnet_h5", sniff, read)
+def infer(path: str) -> dict:
+    """The variant recorded in the file (or, when none was, the one variant whose weights
+    have these names and shapes) and the classifier width."""
+    from ...specs import VARIANTS
+    from .shapes import classes_of, match_variants
+
+    shapes = {k: tuple(v.shape) for k, v in read(path).arrays.items()}
+    variant = variant_of(path)
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ValueError(f"{path!r} records variant {variant!r}, which is not registered; "
+                             "register its spec with keras_efficientnet.specs.register_variant.")
+        return {"variant": variant, "classes": classes_of(shapes)}
+    found = match_variants(shapes, list(VARIANTS))
+    if len(found) != 1:
+        which = f"several variants ({', '.join(found)})" if found else "no registered variant"
+        raise ValueError(f"{path!r} does not record its variant and its weights fit {which}. "
+                         "Pass the variant: create_model(name, weights=path), or save with "
+                         "save_weights(model, path, variant=name).")
+    return {"variant": found[0], "classes": classes_of(shapes)}
+
+
+register_format("keras_efficientnet_h5", sniff, read, infer)

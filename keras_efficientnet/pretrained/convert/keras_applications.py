@@ -2,7 +2,9 @@
 
 A legacy file has an attribute ``layer_names`` and, per layer group, ``weight_names`` such as
 ``block2a_dwconv/depthwise_kernel:0``. Our flat names are the same strings without ``:0``,
-except V2's depthwise layer, which keras.applications names ``dwconv2``. The V1 files also
+except for depthwise kernels, which Keras 3 names ``kernel`` (tf.keras 2, which wrote the
+published files, said ``depthwise_kernel``), and V2's depthwise layer, which keras.applications
+names ``dwconv2``. The V1 files also
 carry the statistics of a ``normalization`` layer; the in-graph preprocessing reproduces them,
 so they are consumed on purpose.
 """
@@ -15,7 +17,7 @@ import numpy as np
 from .base import Converted, register_format
 
 #: keras.applications name fragment -> ours.
-RENAMES = {"_dwconv2/": "_dwconv/"}
+RENAMES = {"_dwconv2/": "_dwconv/", "/depthwise_kernel": "/kernel"}
 #: layers of the preprocessing stack, reproduced by ``Normalize``.
 PREPROCESSING_LAYERS = ("normalization", "rescaling")
 
@@ -61,4 +63,19 @@ def read(path: str, spec=None) -> Converted:
     return Converted(arrays, consumed, source=path, format="keras_h5")
 
 
-register_format("keras_h5", sniff, read)
+def infer(path: str) -> dict:
+    """The keras.applications variant and classifier width of a legacy h5 file, read from
+    its weight names and shapes."""
+    from ...specs import VARIANTS
+    from .shapes import classes_of, match_variants
+
+    shapes = {k: tuple(v.shape) for k, v in read(path).arrays.items()}
+    found = match_variants(shapes, [n for n in VARIANTS if n.startswith("EfficientNet")])
+    if not found:
+        raise ValueError(f"{path!r} is a Keras h5 weights file, but its weights fit no "
+                         "keras.applications-style variant (EfficientNetB0-B7, V2, Lite). Build "
+                         "the model yourself and pass weights=path.")
+    return {"variant": found[0], "classes": classes_of(shapes)}
+
+
+register_format("keras_h5", sniff, read, infer)
