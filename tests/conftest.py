@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# triton (imported by torch._dynamo, which timm and torchvision import) links an LLVM that
+# clashes with TensorFlow's: importing it into a process that holds TensorFlow segfaults.
+# These CPU tests need no triton; without it torch reports triton unavailable and carries on.
+sys.modules.setdefault("triton", None)
 
 import h5py
 import keras
@@ -67,6 +73,20 @@ def to_numpy(x):
 def max_rel_diff(a, b) -> float:
     a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
     return float(np.abs(a - b).max() / max(1.0, np.abs(a).max()))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_memory_after_module():
+    """Free Keras' global state and compiled functions after each test module: one process
+    builds hundreds of models, and JAX keeps every compiled executable until told otherwise."""
+    yield
+    import gc
+
+    keras.backend.clear_session()
+    if BACKEND == "jax":
+        import jax
+        jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

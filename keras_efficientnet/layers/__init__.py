@@ -1,9 +1,11 @@
 """Keras layers of the EfficientNet family. They know nothing about variants."""
 
+from .condconv import CondConv2D, CondConvMBConv
+from .depthwise import ShiftedDepthwiseConv2D
 from .fused_mbconv import FusedMBConv
 from .mbconv import MBConv
 from .normalize import Normalize
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
 
-__all__ = ["FusedMBConv", "MBConv", "Normalize", "SqueezeExcite", "StochasticDepth"]
+__all__ = ["CondConv2D", "CondConvMBConv", "FusedMBConv", "MBConv", "Normalize", "ShiftedDepthwiseConv2D", "SqueezeExcite", "StochasticDepth"]

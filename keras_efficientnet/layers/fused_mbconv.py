@@ -26,7 +26,7 @@ class FusedMBConv(_InvertedResidualBase):
         >>> import numpy as np
         >>> from keras_efficientnet.layers import FusedMBConv
         >>> block = FusedMBConv(48, kernel_size=3, strides=2, expand_filters=96)
-        >>> block(np.zeros((1, 32, 32, 24), "float32")).shape
+        >>> tuple(block(np.zeros((1, 32, 32, 24), "float32")).shape)
         (1, 16, 16, 48)
     """
 

@@ -150,7 +150,7 @@ class MBConv(_InvertedResidualBase):
         >>> import numpy as np
         >>> from keras_efficientnet.layers import MBConv
         >>> block = MBConv(24, kernel_size=3, strides=2, expand_filters=96, se_filters=4)
-        >>> block(np.zeros((1, 32, 32, 16), "float32")).shape
+        >>> tuple(block(np.zeros((1, 32, 32, 16), "float32")).shape)
         (1, 16, 16, 24)
     """
 

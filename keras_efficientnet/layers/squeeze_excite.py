@@ -25,7 +25,7 @@ class SqueezeExcite(keras.layers.Layer):
         >>> import numpy as np
         >>> from keras_efficientnet.layers import SqueezeExcite
         >>> se = SqueezeExcite(4)
-        >>> se(np.ones((2, 8, 8, 16), "float32")).shape
+        >>> tuple(se(np.ones((2, 8, 8, 16), "float32")).shape)
         (2, 8, 8, 16)
     """
 

@@ -72,11 +72,12 @@ def download(url: str, fname: str | None = None, expected_hash: str | None = Non
             download fails.
 
     Example:
-        >>> import os, tempfile
+        >>> import contextlib, io, os, tempfile
         >>> from keras_efficientnet.pretrained.loading import download, file_hash
         >>> src = os.path.join(tempfile.mkdtemp(), "w.bin"); _ = open(src, "wb").write(b"abc")
         >>> os.environ["KERAS_HOME"] = tempfile.mkdtemp()
-        >>> path = download("file://" + src, expected_hash=file_hash(src))
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # keras' progress bar
+        ...     path = download("file://" + src, expected_hash=file_hash(src))
         >>> open(path, "rb").read()
         b'abc'
     """

@@ -108,7 +108,7 @@ def list_weights(variant: str | None = None) -> list[WeightSet]:
     Example:
         >>> from keras_efficientnet.pretrained.registry import list_weights
         >>> [w.tag for w in list_weights("EfficientNetV2S")]
-        ['imagenet']
+        ['imagenet', 'in1k', 'in21k', 'in21k_ft_in1k']
     """
     return [w for (v, _), w in sorted(REGISTRY.items()) if variant is None or v == variant]
 

@@ -95,7 +95,7 @@ def drop_path_rates(num_blocks: int, rate: float) -> list[float]:
 
     Example:
         >>> from keras_efficientnet.specs.scaling import drop_path_rates
-        >>> drop_path_rates(4, 0.2)
+        >>> [round(r, 3) for r in drop_path_rates(4, 0.2)]
         [0.0, 0.05, 0.1, 0.15]
     """
     if not 0.0 <= rate < 1.0:

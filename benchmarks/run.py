@@ -1,0 +1,565 @@
+"""Side-by-side speed of keras_efficientnet against keras.applications (and timm, exports).
+
+One command measures, per backend in its own subprocess, our model and keras.applications'
+on the same variant, batch and resolution:
+
+* inference throughput at batch 1 and batch N (``model.predict_on_batch``),
+* the training step at batch M (``model.train_on_batch``, SGD, sparse cross-entropy),
+* first-call latency (build + trace/compile + first ``predict_on_batch``) and peak memory
+  (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of a fresh subprocess that builds one model
+  and predicts one batch of N),
+* on PyTorch also timm's model (eval / train), and exported ONNX (onnxruntime) and TFLite
+  models of ours where ``keras_efficientnet.export`` can make them.
+
+Timings are interleaved in one process (ours, reference, ours, reference, ..., alternating
+which goes first) so a busy machine slows both alike; each figure is the median and the min
+of the repeats after warm-up. Ratios are reference time / our time (> 1: ours is faster).
+
+Usage::
+
+    python benchmarks/run.py                       # B0 and V2-S, all backends, 224 px
+    python benchmarks/run.py --quick               # smaller, fewer repeats
+    python benchmarks/run.py --variants EfficientNetB0 --backends jax --resolution 160
+
+Writes ``benchmarks/results/latest.{md,json,png}`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BACKENDS = ("tensorflow", "jax", "torch")
+TIMM_NAMES = {"EfficientNetB0": "efficientnet_b0", "EfficientNetB1": "efficientnet_b1",
+              "EfficientNetB2": "efficientnet_b2", "EfficientNetB3": "efficientnet_b3",
+              "EfficientNetV2S": "tf_efficientnetv2_s", "EfficientNetV2M": "tf_efficientnetv2_m",
+              "EfficientNetV2B0": "tf_efficientnetv2_b0"}
+
+
+# --------------------------------------------------------------------------- models
+
+def _env(backend):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def build(which, variant, resolution, depthwise_impl=None):
+    """Build ``which`` ("ours", "ka") for ``variant`` at ``resolution``, random weights."""
+    import keras
+
+    shape = (resolution, resolution, 3)
+    if which == "ka":
+        return getattr(keras.applications, variant)(weights=None, input_shape=shape)
+    import keras_efficientnet as ke
+
+    model = getattr(ke, variant)(weights=None, input_shape=shape)
+    if depthwise_impl not in (None, "auto"):
+        config = model.get_config()
+        for layer in config["layers"]:
+            if "depthwise_impl" in layer["config"]:
+                layer["config"]["depthwise_impl"] = depthwise_impl
+        model = keras.Model.from_config(config)
+    return model
+
+
+def _compile(model):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+
+
+def _sync(out):
+    import keras
+
+    return keras.ops.convert_to_numpy(out)
+
+
+# --------------------------------------------------------------------------- timing
+
+def interleaved(fns, warmup, repeats):
+    """Time each of ``fns`` {name: fn} alternately; returns {name: [seconds, ...]}."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _stats(seconds, batch):
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "batch": batch,
+            "median_ips": batch / statistics.median(seconds), "max_ips": batch / min(seconds),
+            "n": len(seconds)}
+
+
+def _log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def worker(args):
+    """Warm measurements of every model on one backend; prints one JSON line."""
+    import numpy as np
+
+    import keras
+
+    backend = keras.backend.backend()
+    results = []
+    rng = np.random.default_rng(0)
+    for variant in args.variants:
+        res = args.resolution
+        names = {"ours": ("ours", None), "ka": ("ka", None)}
+        for impl in args.depthwise_impls:
+            names[f"ours[{impl}]"] = ("ours", impl)
+        models = {}
+        for name, (which, impl) in names.items():
+            _log(f"[{backend}] building {name} {variant} @{res}")
+            models[name] = build(which, variant, res, impl)
+        if args.fold:
+            try:
+                from keras_efficientnet.models.fuse import fuse_batchnorm
+                models["ours+fold"] = fuse_batchnorm(models["ours"])
+            except Exception as err:  # optional: issue 5's folding may not be there
+                _log(f"[{backend}] BN folding unavailable: {err!r}")
+        timm_model = None
+        if backend == "torch" and variant in TIMM_NAMES and not args.no_timm:
+            try:
+                import timm
+                import torch
+                timm_model = timm.create_model(TIMM_NAMES[variant], pretrained=False)
+            except Exception as err:
+                _log(f"[torch] timm unavailable: {err!r}")
+
+        for batch in args.batches:
+            x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
+            fns = {name: (lambda m=m: _sync(m.predict_on_batch(x))) for name, m in models.items()}
+            if timm_model is not None:
+                import torch
+                timm_model.eval()
+                xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+                def timm_fn():
+                    with torch.no_grad():
+                        return timm_model(xt).numpy()
+                fns["timm"] = timm_fn
+            _log(f"[{backend}] {variant} inference batch {batch}")
+            times = interleaved(fns, args.warmup, args.repeats)
+            for name, seconds in times.items():
+                results.append({"backend": backend, "variant": variant, "model": name,
+                                "metric": f"infer_b{batch}", **_stats(seconds, batch)})
+
+        batch = args.train_batch
+        x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
+        y = rng.integers(0, 1000, (batch,))
+        fns = {}
+        for name, m in models.items():
+            if name == "ours+fold":
+                continue
+            _compile(m)
+            fns[name] = (lambda m=m: float(m.train_on_batch(x, y)))
+        if timm_model is not None:
+            import torch
+            timm_model.train()
+            opt = torch.optim.SGD(timm_model.parameters(), lr=0.01, momentum=0.9)
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            yt = torch.from_numpy(y)
+
+            def timm_train():
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(timm_model(xt), yt)
+                loss.backward()
+                opt.step()
+                return float(loss)
+            fns["timm"] = timm_train
+        _log(f"[{backend}] {variant} train step batch {batch}")
+        times = interleaved(fns, args.warmup, args.repeats)
+        for name, seconds in times.items():
+            results.append({"backend": backend, "variant": variant, "model": name,
+                            "metric": f"train_b{batch}", **_stats(seconds, batch)})
+
+        if args.exports and backend == "tensorflow":
+            results.extend(_export_timings(models["ours"], variant, args, rng))
+        del models, timm_model
+    print("RESULT " + json.dumps(results), flush=True)
+
+
+def _export_timings(model, variant, args, rng):
+    """ONNX (onnxruntime) and TFLite timings of our exported model, where export works."""
+    import numpy as np
+
+    try:
+        from keras_efficientnet.export import export
+    except Exception as err:
+        _log(f"export unavailable: {err!r}")
+        return []
+    out = []
+    work = tempfile.mkdtemp(prefix="ke_bench_")
+    for fmt in ("onnx", "tflite"):
+        path = os.path.join(work, f"model.{fmt}")
+        try:
+            export(model, path, format=fmt, verify=False)
+        except Exception as err:
+            _log(f"{fmt} export failed: {err!r}")
+            continue
+        for batch in args.batches:
+            x = rng.uniform(0, 255, (batch, args.resolution, args.resolution, 3)).astype("float32")
+            try:
+                if fmt == "onnx":
+                    import onnxruntime as ort
+                    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                    feed = {sess.get_inputs()[0].name: x}
+                    fn = (lambda s=sess, f=feed: s.run(None, f))
+                else:
+                    from keras_efficientnet.export import _tflite_interpreter
+                    interp = _tflite_interpreter(path)
+                    inp = interp.get_input_details()[0]
+                    interp.resize_tensor_input(inp["index"], x.shape)
+                    interp.allocate_tensors()
+                    index = interp.get_input_details()[0]["index"]
+                    out_index = interp.get_output_details()[0]["index"]
+
+                    def fn(i=interp, xx=x):
+                        i.set_tensor(index, xx)
+                        i.invoke()
+                        return i.get_tensor(out_index)
+                times = interleaved({fmt: fn}, args.warmup, args.repeats)
+                out.append({"backend": "tensorflow", "variant": variant, "model": f"ours-{fmt}",
+                            "metric": f"infer_b{batch}", **_stats(times[fmt], batch)})
+            except Exception as err:
+                _log(f"{fmt} timing failed: {err!r}")
+    return out
+
+
+def cold(args):
+    """Fresh process: build one model, time build + first predict, report peak RSS."""
+    import resource
+
+    import numpy as np
+
+    start = time.perf_counter()
+    model = build(args.cold_model, args.variants[0], args.resolution)
+    built = time.perf_counter()
+    x = np.random.default_rng(0).uniform(0, 255, (args.batches[-1], args.resolution,
+                                                   args.resolution, 3)).astype("float32")
+    _sync(model.predict_on_batch(x))
+    done = time.perf_counter()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB -> MiB (Linux)
+    print("RESULT " + json.dumps({"build_s": built - start, "first_call_s": done - start,
+                                  "peak_rss_mb": rss}), flush=True)
+
+
+# --------------------------------------------------------------------------- driver
+
+def _run_child(backend, extra, timeout):
+    cmd = [sys.executable, os.path.abspath(__file__), *extra]
+    proc = subprocess.run(cmd, env=_env(backend), stdout=subprocess.PIPE, stderr=None,
+                          text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{backend} child {extra[:2]} failed with exit code {proc.returncode}")
+
+
+def _common_args(args):
+    out = ["--variants", *args.variants, "--resolution", str(args.resolution),
+           "--batches", *map(str, args.batches), "--train-batch", str(args.train_batch),
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    out += ["--depthwise-impls", *args.depthwise_impls]
+    if not args.fold:
+        out.append("--no-fold")
+    if not args.exports:
+        out.append("--no-exports")
+    if args.no_timm:
+        out.append("--no-timm")
+    return out
+
+
+def machine_info():
+    import importlib.metadata as md
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "timm",
+                "onnxruntime", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions,
+            "loadavg_start": os.getloadavg()}
+
+
+def _find(results, backend, variant, model, metric):
+    for r in results:
+        if (r["backend"], r["variant"], r["model"], r["metric"]) == (backend, variant, model, metric):
+            return r
+    return None
+
+
+def ratio_rows(report):
+    """Table rows: ours vs each reference per backend / variant / metric."""
+    rows = []
+    results = report["results"]
+    keys = sorted({(r["backend"], r["variant"], r["metric"]) for r in results},
+                  key=lambda k: (BACKENDS.index(k[0]) if k[0] in BACKENDS else 9, k[1], k[2]))
+    for backend, variant, metric in keys:
+        ours = _find(results, backend, variant, "ours", metric)
+        if ours is None:
+            continue
+        others = sorted({r["model"] for r in results if (r["backend"], r["variant"], r["metric"])
+                         == (backend, variant, metric) and r["model"] != "ours"})
+        for other in others:
+            ref = _find(results, backend, variant, other, metric)
+            rows.append({"backend": backend, "variant": variant, "metric": metric,
+                         "reference": other, "ours_ips": ours["median_ips"],
+                         "ref_ips": ref["median_ips"],
+                         "ratio_median": ref["median_s"] / ours["median_s"],
+                         "ratio_min": ref["min_s"] / ours["min_s"]})
+    for c in report.get("cold", []):
+        if c["ours"] and c["ka"]:
+            o = [m["first_call_s"] for m in c["ours"]]
+            k = [m["first_call_s"] for m in c["ka"]]
+            rows.append({"backend": c["backend"], "variant": c["variant"], "metric": "first_call",
+                         "reference": "ka", "ours_s": statistics.median(o),
+                         "ref_s": statistics.median(k),
+                         "ratio_median": statistics.median(k) / statistics.median(o),
+                         "ratio_min": min(k) / min(o)})
+            om = statistics.median(m["peak_rss_mb"] for m in c["ours"])
+            km = statistics.median(m["peak_rss_mb"] for m in c["ka"])
+            rows.append({"backend": c["backend"], "variant": c["variant"], "metric": "peak_rss",
+                         "reference": "ka", "ours_mb": om, "ref_mb": km,
+                         "ratio_median": km / om, "ratio_min": None})
+    return rows
+
+
+def markdown(report):
+    info = report["machine"]
+    a = report["args"]
+    lines = ["# Benchmark: keras_efficientnet vs keras.applications / timm", "",
+             f"- Command: `{report['command']}`",
+             f"- Date (UTC): {report['date']}",
+             f"- Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+             f"{info['platform']}",
+             f"- Load average at start / end: {', '.join(f'{v:.1f}' for v in info['loadavg_start'])}"
+             f" / {', '.join(f'{v:.1f}' for v in report['loadavg_end'])} (shared machine)",
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+             f"- Resolution {a['resolution']} px, inference batches {a['batches']}, train batch "
+             f"{a['train_batch']}, warm-up {a['warmup']}, repeats {a['repeats']} (interleaved "
+             "in one process); random weights, float32, CPU",
+             "- `ratio` = reference time / our time: > 1 means ours is faster. Throughput in "
+             "images/s (median). First call = build + trace/compile + first predict (fresh "
+             "process); peak memory = ru_maxrss of that fresh process (build + one predict of "
+             "the largest inference batch); for those two, ratio = reference / ours as well.",
+             "- `ours` = default (`depthwise_impl=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
+             "our model forced to one depthwise implementation, measured as a reference row.",
+             "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        if r["metric"] == "first_call":
+            ours, ref = f"{r['ours_s']:.1f} s", f"{r['ref_s']:.1f} s"
+        elif r["metric"] == "peak_rss":
+            ours, ref = f"{r['ours_mb']:.0f} MB", f"{r['ref_mb']:.0f} MB"
+        else:
+            ours, ref = f"{r['ours_ips']:.2f} img/s", f"{r['ref_ips']:.2f} img/s"
+        rmin = "" if r["ratio_min"] is None else f"{r['ratio_min']:.2f}x"
+        lines.append(f"| {r['backend']} | {r['variant']} | {r['metric']} | {r['reference']} | "
+                     f"{ours} | {ref} | {r['ratio_median']:.2f}x | {rmin} |")
+    if report.get("errors"):
+        lines += ["", "Errors:", *[f"- {e}" for e in report["errors"]]]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["reference"] in ("ka", "timm")]
+    if not rows:
+        return
+    labels = [f"{r['backend'][:5]} {r['variant'].replace('EfficientNet', '')} {r['metric']}"
+              f"{'' if r['reference'] == 'ka' else ' vs timm'}" for r in rows]
+    values = [r["ratio_median"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.5))
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up of keras_efficientnet (reference time / ours, median; log scale)")
+    ax.set_title(f"{report['machine']['cpu']}, {report['machine']['cores']} cores, "
+                 f"{report['args']['resolution']} px", fontsize=9)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def _write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+DOCS_HEADER = """# Benchmarks
+
+Speed of keras_efficientnet against keras.applications (same backend, variant, batch and
+resolution) and timm, produced by one command (`benchmarks/run.py`; `--help` lists the
+options). Each backend runs in its own process; ours and the reference are timed interleaved
+in that process, so a busy machine slows both alike; first-call latency and peak memory come
+from fresh processes. Everything below (table and chart) is exactly what the command wrote to
+`benchmarks/results/latest.md` / `latest.png`; rerun it to reproduce on your machine:
+
+    python benchmarks/run.py --quick --docs docs/benchmarks.md
+
+What makes the difference: on JAX (and TensorFlow with XLA) the depthwise convolution is
+computed by `ShiftedDepthwiseConv2D` (k*k shifted multiply-adds that XLA fuses, instead of
+XLA's slow CPU depthwise convolution and its much slower gradient); MBConv's
+`depthwise_impl="auto"` picks it where it is faster. Same weights, same outputs (within 1e-5,
+tests/test_depthwise.py).
+
+![speed-up chart]({chart})
+
+"""
+
+
+def _finish(report, out, docs=None):
+    report["rows"] = ratio_rows(report)
+    text = markdown(report)
+    os.makedirs(out, exist_ok=True)
+    _write(os.path.join(out, "latest.json"), json.dumps(report, indent=1))
+    _write(os.path.join(out, "latest.md"), text)
+    chart(report, os.path.join(out, "latest.png"))
+    if docs:
+        rel = os.path.relpath(os.path.join(out, "latest.png"), os.path.dirname(os.path.abspath(docs)))
+        body = text.split("\n", 2)[2]  # the table page without its title
+        _write(docs, DOCS_HEADER.replace("{chart}", rel) + body)
+    print(text)
+    return 0
+
+
+def merge(paths, out, docs=None):
+    """One report from several runs' JSON files (their commands are listed)."""
+    reports = []
+    for path in paths:
+        with open(path) as f:
+            reports.append(json.load(f))
+    merged = dict(reports[0])
+    merged["command"] = " ; ".join(r["command"] for r in reports) + \
+        " ; python benchmarks/run.py --merge " + " ".join(paths)
+    merged["date"] = " / ".join(r["date"] for r in reports)
+    for key in ("results", "cold", "errors"):
+        merged[key] = [item for r in reports for item in r[key]]
+    merged["loadavg_end"] = max((r["loadavg_end"] for r in reports), key=lambda v: v[0])
+    return _finish(merged, out, docs)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=["EfficientNetB0", "EfficientNetV2S"])
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--resolution", type=int, default=None, help="input size (default 224)")
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help="inference batch sizes (default 1 32)")
+    p.add_argument("--train-batch", type=int, default=None, help="training batch (default 16)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--cold-repeats", type=int, default=None,
+                   help="fresh processes per model for first-call latency and memory")
+    p.add_argument("--depthwise-impls", nargs="*", default=["keras", "shifted"],
+                   choices=["keras", "shifted"],
+                   help="also time our model forced to these depthwise implementations")
+    p.add_argument("--no-fold", dest="fold", action="store_false",
+                   help="skip our BatchNorm-folded inference model")
+    p.add_argument("--no-exports", dest="exports", action="store_false",
+                   help="skip ONNX / TFLite timings")
+    p.add_argument("--no-timm", action="store_true")
+    p.add_argument("--no-cold", action="store_true", help="skip first-call latency and memory")
+    p.add_argument("--quick", action="store_true",
+                   help="128 px, batches 1 and 32, train batch 16, 1 warm-up, 3 repeats, 1 cold run")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--timeout", type=float, default=7200)
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="combine the latest.json of runs made separately (e.g. one per backend) "
+                        "into one table in --out, and exit")
+    p.add_argument("--docs", default=None, metavar="MD",
+                   help="also write this docs page (e.g. docs/benchmarks.md) from the same table")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--cold-model", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    quick = {"resolution": 128, "batches": [1, 32], "train_batch": 16, "warmup": 1,
+             "repeats": 3, "cold_repeats": 1}
+    full = {"resolution": 224, "batches": [1, 32], "train_batch": 16, "warmup": 2,
+            "repeats": 5, "cold_repeats": 2}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.worker:
+        return worker(args)
+    if args.merge:
+        return merge(args.merge, args.out, args.docs)
+    if args.cold_model:
+        return cold(args)
+
+    os.makedirs(args.out, exist_ok=True)
+    report = {"command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": machine_info(),
+              "args": {k: v for k, v in vars(args).items() if k not in ("worker", "cold_model", "out")},
+              "results": [], "cold": [], "errors": []}
+    for backend in args.backends:
+        _log(f"== {backend}: warm measurements")
+        try:
+            report["results"] += _run_child(backend, ["--worker", *_common_args(args)], args.timeout)
+        except Exception as err:
+            report["errors"].append(f"{backend} warm: {err}")
+        if args.no_cold:
+            continue
+        for variant in args.variants:
+            entry = {"backend": backend, "variant": variant, "ours": [], "ka": []}
+            for r in range(args.cold_repeats):
+                for which in (("ours", "ka") if r % 2 == 0 else ("ka", "ours")):
+                    _log(f"== {backend}: cold {which} {variant} ({r + 1}/{args.cold_repeats})")
+                    extra = ["--cold-model", which, "--variants", variant, "--resolution",
+                             str(args.resolution), "--batches", str(max(args.batches))]
+                    try:
+                        entry[which].append(_run_child(backend, extra, args.timeout))
+                    except Exception as err:
+                        report["errors"].append(f"{backend} cold {which} {variant}: {err}")
+            report["cold"].append(entry)
+    report["loadavg_end"] = os.getloadavg()
+    return _finish(report, args.out, args.docs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

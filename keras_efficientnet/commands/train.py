@@ -1,0 +1,231 @@
+"""``keras-efficientnet train``: fine-tune an EfficientNet on class folders (or offline digits).
+
+Writes to ``--out``: ``model.keras`` (the trained model), ``log.csv`` (Keras' CSVLogger),
+``curves.png`` (loss and accuracy per epoch) and ``summary.json`` (final validation accuracy,
+wall time, backend, settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+
+def add_parser(subparsers):
+    """Register the ``train`` sub-command.
+
+    Example:
+        >>> import argparse
+        >>> from keras_efficientnet.commands import train
+        >>> sub = argparse.ArgumentParser().add_subparsers()
+        >>> train.add_parser(sub).get_default("epochs")
+        5
+    """
+    p = subparsers.add_parser(
+        "train", help="fine-tune a model on image folders (or the built-in digits)",
+        description="Fine-tune an EfficientNet. Images go in one sub-directory per class; without "
+                    "--data the model is fine-tuned on scikit-learn's digits (offline).")
+    p.add_argument("--model", default="EfficientNetLite0", help="variant name (list: keras-efficientnet "
+                   "list, or keras_efficientnet.list_models())")
+    p.add_argument("--data", default=None, help="directory with one sub-directory of images per class")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="training image size (default: 64 for digits, the variant's resolution else)")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (default), 'none' for random initialisation, or a weights file")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<model>)")
+    p.add_argument("--learning-rate", "--lr", type=float, default=1e-3, dest="learning_rate",
+                   help="peak learning rate (Adam, warm-up then cosine decay)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--trainable", choices=("all", "head"), default="all",
+                   help="'all': fine-tune every layer (BatchNorm frozen); 'head': train only the classifier")
+    p.add_argument("--unfreeze-blocks", type=int, default=None,
+                   help="train the classifier, top_conv and the last N blocks only (BatchNorm frozen)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=None, help="classifier dropout (default: the variant's)")
+    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--mixed-precision", choices=("bfloat16", "float16"), default=None,
+                   help="train under keras' mixed_bfloat16 / mixed_float16 policy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="limit steps (quick checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Run the command from parsed arguments; returns the exit status."""
+    summary = train(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                    image_size=args.image_size, weights=args.weights, out=args.out,
+                    learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
+                    trainable=args.trainable, unfreeze_blocks=args.unfreeze_blocks,
+                    label_smoothing=args.label_smoothing, dropout=args.dropout,
+                    validation_split=args.validation_split, mixed_precision=args.mixed_precision,
+                    seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                    verbose=0 if args.quiet else 1)
+    print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
+          f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
+    return 0
+
+
+def _check_args(epochs, batch_size, image_size, learning_rate, validation_split):
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}.")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+    if image_size is not None and image_size < 32:
+        raise ValueError(f"--image-size must be at least 32 (EfficientNets downsample 32x), got {image_size}.")
+    if learning_rate <= 0:
+        raise ValueError(f"--learning-rate must be positive, got {learning_rate}.")
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"--validation-split must lie in (0, 1), got {validation_split}.")
+
+
+def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_size=None,
+          weights="imagenet", out=None, learning_rate=1e-3, warmup_epochs=0.0, trainable="all",
+          unfreeze_blocks=None, label_smoothing=0.1, dropout=None, validation_split=0.2,
+          mixed_precision=None, seed=0, steps_per_epoch=None, verbose=1) -> dict:
+    """Fine-tune a variant and write the model, CSV log, curves and summary to ``out``.
+
+    Returns:
+        The summary dict (also written as ``summary.json``).
+
+    Example:
+        >>> import tempfile
+        >>> from keras_efficientnet.commands.train import train
+        >>> s = train(model="EfficientNetB0", weights="none", epochs=1, image_size=32,
+        ...           steps_per_epoch=2, out=tempfile.mkdtemp(), verbose=0)
+        >>> sorted(s["files"])
+        ['curves.png', 'log.csv', 'model.keras', 'summary.json']
+    """
+    import keras
+
+    from ..models.factory import build_efficientnet
+    from ..specs import get_spec
+    from ..training import data as data_lib
+    from ..training.finetune import freeze_backbone, reset_classifier, unfreeze_top
+    from ..training.recipe import SparseCategoricalCrossentropyWithSmoothing, WarmupCosineDecay
+
+    spec = get_spec(model)
+    _check_args(epochs, batch_size, image_size, learning_rate, validation_split)
+    if trainable not in ("all", "head"):
+        raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}.")
+    weights = None if weights in (None, "none", "None", "") else weights
+    out = os.path.abspath(out or os.path.join("runs", spec.name))
+    keras.utils.set_random_seed(seed)
+
+    if data is None:
+        size = image_size or 64
+        (x, y), (xv, yv), class_names = data_lib.digits(size, validation_split, seed)
+        train_data, val_data = (x, y), (xv, yv)
+        n_train = len(y)
+    else:
+        size = image_size or spec.resolution
+        train_ds, val_ds, class_names = data_lib.image_folder(data, size, batch_size,
+                                                              validation_split, seed)
+        n_train = int(train_ds.cardinality()) * batch_size
+        train_data, val_data = train_ds, val_ds
+    steps = steps_per_epoch or max(1, -(-n_train // batch_size))
+
+    previous_policy = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
+    try:
+        backbone = build_efficientnet(spec, include_top=False, weights=weights,
+                                      input_shape=(size, size, 3))
+        net = reset_classifier(backbone, len(class_names),
+                               dropout_rate=spec.dropout if dropout is None else dropout)
+        if trainable == "head":
+            freeze_backbone(net)
+        elif unfreeze_blocks is not None:
+            unfreeze_top(net, n_blocks=unfreeze_blocks)
+        else:
+            unfreeze_top(net)  # everything trainable, BatchNorm frozen
+        schedule = WarmupCosineDecay(learning_rate, steps * epochs,
+                                     min(steps * epochs, int(round(warmup_epochs * steps))))
+        net.compile(optimizer=keras.optimizers.Adam(schedule),
+                    loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names), label_smoothing),
+                    metrics=["accuracy"])
+        os.makedirs(out, exist_ok=True)
+        tmp_dir = tempfile.mkdtemp(prefix=".train-", dir=out)
+        csv_path = os.path.join(tmp_dir, "log.csv")
+        start = time.time()
+        fit_kw = dict(epochs=epochs, validation_data=val_data, verbose=verbose,
+                      callbacks=[keras.callbacks.CSVLogger(csv_path)], steps_per_epoch=steps_per_epoch)
+        if data is None:
+            history = net.fit(train_data[0], train_data[1], batch_size=batch_size, shuffle=True,
+                              **fit_kw)
+        else:
+            history = net.fit(train_data.repeat() if steps_per_epoch else train_data, **fit_kw)
+        wall = time.time() - start
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        if not all(map(_finite, hist.get("loss", []))):
+            raise ValueError(f"Training diverged (loss {hist['loss']}); lower --learning-rate.")
+        net.save(os.path.join(tmp_dir, "model.keras"))
+        plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
+              f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
+        summary = {
+            "model": spec.name, "weights": weights or "none", "data": data or "sklearn digits",
+            "backend": keras.backend.backend(), "image_size": size, "epochs": epochs,
+            "batch_size": batch_size, "learning_rate": learning_rate, "trainable": trainable,
+            "unfreeze_blocks": unfreeze_blocks, "mixed_precision": mixed_precision,
+            "classes": class_names, "train_images": n_train,
+            "val_accuracy": hist.get("val_accuracy", [float("nan")])[-1],
+            "best_val_accuracy": max(hist.get("val_accuracy", [float("nan")])),
+            "wall_time_s": round(wall, 1), "history": hist, "out": out,
+            "files": ["curves.png", "log.csv", "model.keras", "summary.json"],
+        }
+        with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        for fname in summary["files"]:
+            os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+        os.rmdir(tmp_dir)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        if "tmp_dir" in locals() and os.path.isdir(tmp_dir):
+            import shutil
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return summary
+
+
+def _finite(v) -> bool:
+    return v == v and abs(v) != float("inf")
+
+
+def plot_history(history: dict, path: str, title: str = "") -> None:
+    """Plot loss and accuracy curves (train and validation) of a Keras history to a PNG.
+
+    Args:
+        history: ``History.history``: ``{"loss": [...], "val_loss": [...], ...}``.
+        path: output file.
+        title: figure title.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.commands.train import plot_history
+        >>> path = os.path.join(tempfile.mkdtemp(), "c.png")
+        >>> plot_history({"loss": [1.0, 0.5], "val_accuracy": [0.6, 0.8]}, path)
+        >>> os.path.getsize(path) > 0
+        True
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            if prefix + key in history:
+                vals = history[prefix + key]
+                ax.plot(range(1, len(vals) + 1), vals, style, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

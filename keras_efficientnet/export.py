@@ -1,0 +1,477 @@
+"""Deployment: SavedModel, TFLite (LiteRT) and ONNX exports, each verified in its own runtime.
+
+Routes (which process produces which format):
+
+============  =====================  =====================  ==========================
+format        tensorflow backend     jax backend            torch backend
+============  =====================  =====================  ==========================
+saved_model   native (Keras export)  native (jax2tf)        TensorFlow subprocess
+tflite        native (TF converter)  TensorFlow subprocess  TensorFlow subprocess
+onnx          native (tf2onnx)       TensorFlow subprocess  native (torch.onnx)
+============  =====================  =====================  ==========================
+
+"TensorFlow subprocess" means: the model is saved as a ``.keras`` file (architecture + weights),
+reloaded by a child Python process with ``KERAS_BACKEND=tensorflow`` and exported there. The
+artifact is then verified in the calling process against the original model on its own backend.
+Keras cannot write a SavedModel from torch (``torch.export`` rejects the dynamic batch spec),
+LiteRT from torch needs the ``litert-torch`` package and from JAX is not offered at all, and
+ONNX from JAX needs ``jax2onnx``; the subprocess route needs none of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from .models.fuse import fuse_batchnorm
+
+logger = logging.getLogger("keras_efficientnet.export")
+
+FORMATS = ("saved_model", "tflite", "onnx")
+#: quantizations each format supports (None = float32).
+QUANTIZATIONS = {"saved_model": (None,), "onnx": (None,),
+                 "tflite": (None, "float16", "dynamic_int8", "int8")}
+#: formats Keras produces in-process on each backend.
+NATIVE_ROUTES = {"tensorflow": ("saved_model", "tflite", "onnx"), "jax": ("saved_model",),
+                 "torch": ("onnx",)}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+__all__ = ["export", "ExportResult", "run_artifact", "load_images", "fuse_batchnorm", "FORMATS",
+           "QUANTIZATIONS", "NATIVE_ROUTES"]
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What :func:`export` wrote and how well the artifact agrees with the Keras model.
+
+    Attributes:
+        path: the artifact (a directory for ``saved_model``, a file otherwise).
+        format: ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
+        quantize: the quantization (None for float32).
+        route: ``"native (<backend>)"`` or ``"tensorflow subprocess (from <backend>)"``.
+        size_bytes: artifact size on disk.
+        max_abs_diff: max |artifact - Keras| over the verification outputs (None if not verified).
+        mean_abs_diff: mean |artifact - Keras|.
+        top1_agreement: fraction of verification inputs with the same arg-max class.
+        num_samples: number of verification inputs.
+    """
+
+    path: str
+    format: str
+    quantize: str | None
+    route: str
+    size_bytes: int
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    top1_agreement: float | None = None
+    num_samples: int = 0
+
+    def summary(self) -> str:
+        """One line: format, size and measured agreement."""
+        text = (f"{self.format}{'/' + self.quantize if self.quantize else ''} -> {self.path} "
+                f"[{self.route}] size {self.size_bytes / 1e6:.2f} MB")
+        if self.max_abs_diff is not None:
+            text += (f"; vs Keras on {self.num_samples} inputs: max abs diff "
+                     f"{self.max_abs_diff:.3g}, mean abs diff {self.mean_abs_diff:.3g}")
+            if self.top1_agreement is not None:
+                text += f", top-1 agreement {self.top1_agreement:.0%}"
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def _channels_last(shape) -> bool:
+    return not (shape[1] in (1, 3) and shape[-1] not in (1, 3))
+
+
+def _image_size(model, images=None):
+    shape = tuple(model.input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"export needs an image model with 4-D input, got input_shape={shape}.")
+    last = _channels_last(shape)
+    h, w = (shape[1], shape[2]) if last else (shape[2], shape[3])
+    if (h is None or w is None) and images is not None:
+        h, w = images.shape[1:3]
+    return (h or 224, w or 224), last
+
+
+def load_images(source, size=None) -> np.ndarray:
+    """Images as a float32 ``(N, H, W, 3)`` array of 0-255 pixels.
+
+    Args:
+        source: an array ``(N, H, W, C)`` (or one ``(H, W, C)`` image) of 0-255 pixels, or a
+            folder of image files (jpg, png, bmp, gif, webp, tiff).
+        size: optional ``(height, width)`` every image is resized to (bilinear).
+
+    Returns:
+        A float32 array.
+
+    Raises:
+        ValueError: the folder holds no image, the path does not exist, or the array is not a
+            batch of images.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.export import load_images
+        >>> load_images(np.zeros((2, 40, 50, 3), "uint8"), size=(32, 32)).shape
+        (2, 32, 32, 3)
+    """
+    from PIL import Image
+
+    if isinstance(source, (str, os.PathLike)):
+        folder = os.fspath(source)
+        if not os.path.isdir(folder):
+            raise ValueError(f"representative data {folder!r} is not a folder; pass a folder of "
+                             "images or an array of 0-255 images.")
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise ValueError(f"The folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                             "put a few typical input images in it.")
+        images = []
+        for name in files:
+            with Image.open(os.path.join(folder, name)) as img:
+                img = img.convert("RGB")
+                if size is not None:
+                    img = img.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+                images.append(np.asarray(img, "float32"))
+        if size is None and len({i.shape for i in images}) > 1:
+            raise ValueError(f"The images in {folder!r} have different sizes; pass size=(h, w).")
+        return np.stack(images)
+    array = np.asarray(source)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[0] == 0:
+        raise ValueError(f"representative data must be a non-empty (N, H, W, C) array of images or "
+                         f"a folder, got an array of shape {array.shape}.")
+    array = array.astype("float32")
+    if size is not None and tuple(array.shape[1:3]) != tuple(size):
+        if array.shape[-1] != 3:
+            raise ValueError(f"representative data of shape {array.shape} does not match the "
+                             f"model's input size {tuple(size)} (only RGB images are resized).")
+        array = np.stack([np.asarray(Image.fromarray(np.clip(a, 0, 255).astype("uint8")).resize(
+            (int(size[1]), int(size[0])), Image.BILINEAR), "float32") for a in array])
+    return array
+
+
+def _to_layout(images, channels_last):
+    return images if channels_last else np.transpose(images, (0, 3, 1, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# runtimes
+
+
+def _artifact_size(path) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def run_artifact(path, format, inputs) -> np.ndarray:
+    """Run an exported artifact in its own runtime.
+
+    SavedModel: ``tf.saved_model.load`` (the ``serve`` endpoint); TFLite: the LiteRT interpreter
+    (``ai_edge_litert`` if installed, else ``tf.lite.Interpreter``), resized to the batch;
+    ONNX: onnxruntime on CPU.
+
+    Args:
+        path: the artifact.
+        format: ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
+        inputs: a float32 batch, in the model's input layout.
+
+    Returns:
+        The first output as a NumPy array.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> import keras_efficientnet as ke
+        >>> from keras_efficientnet.export import export, run_artifact
+        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "b0.onnx")
+        >>> _ = export(model, path, format="onnx")  # doctest: +SKIP
+        >>> run_artifact(path, "onnx", np.zeros((2, 32, 32, 3), "float32")).shape  # doctest: +SKIP
+        (2, 3)
+    """
+    x = np.ascontiguousarray(np.asarray(inputs, "float32"))
+    if format == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(os.fspath(path))
+        fn = loaded.serve if hasattr(loaded, "serve") else loaded.signatures["serving_default"]
+        out = fn(tf.constant(x))
+        if isinstance(out, dict):
+            out = list(out.values())[0]
+        return np.asarray(out)
+    if format == "tflite":
+        interpreter = _tflite_interpreter(os.fspath(path))
+        inp = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(inp["index"], x.shape)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        feed = x
+        if inp["dtype"] != np.float32:  # integer input: quantize with the tensor's parameters
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            feed = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], feed)
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype("float32") - zero) * scale
+        return np.asarray(y)
+    if format == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+    raise ValueError(f"Unknown format {format!r}; expected one of {FORMATS}.")
+
+
+def _tflite_interpreter(path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_path=path)
+    return Interpreter(model_path=path)
+
+
+# ---------------------------------------------------------------------------------------------
+# native exporters (run on the current backend)
+
+
+def _converter_kwargs(quantize, representative):
+    import tensorflow as tf
+
+    builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is None:
+        return {"target_spec": {"supported_ops": builtins}}
+    if quantize == "float16":
+        return {"optimizations": [tf.lite.Optimize.DEFAULT],
+                "target_spec": {"supported_ops": builtins, "supported_types": [tf.float16]}}
+    if quantize == "dynamic_int8":
+        return {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {"supported_ops": builtins}}
+
+    def dataset():
+        for image in representative:
+            yield [image[None].astype("float32")]
+
+    # Full integer: every op int8 (float input/output with a quantize/dequantize at the edges).
+    # Per-channel weight quantization is the converter's default for conv/depthwise kernels.
+    return {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": dataset,
+            "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
+
+
+def _export_native(model, path, format, quantize, representative):
+    if format == "saved_model":
+        model.export(path, format="tf_saved_model", verbose=False)
+    elif format == "onnx":
+        if not getattr(model, "_called", True):  # Keras' ONNX export needs one call first
+            shape = [1] + [64 if d is None else d for d in model.input_shape[1:]]
+            model(np.zeros(shape, "float32"), training=False)
+        model.export(path, format="onnx", verbose=False)
+    elif format == "tflite":
+        model.export(path, format="litert", verbose=False,
+                     **_converter_kwargs(quantize, representative))
+    if not os.path.exists(path):
+        raise RuntimeError(f"Keras' {format} export wrote nothing at {path}.")
+
+
+_WORKER = "from keras_efficientnet.export import _worker_main; _worker_main()"
+
+
+def _worker_main():
+    """Child-process entry of the TensorFlow route: argv[1] is a JSON job."""
+    job = json.loads(sys.argv[1])
+    import keras
+
+    import keras_efficientnet  # noqa: F401  (registers the layers for loading)
+
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("the export worker must run with KERAS_BACKEND=tensorflow")
+    model = keras.saving.load_model(job["model"], compile=False)
+    representative = np.load(job["representative"]) if job["representative"] else None
+    _export_native(model, job["output"], job["format"], job["quantize"], representative)
+
+
+def _export_subprocess(model, path, format, quantize, representative, work):
+    model_file = os.path.join(work, "model.keras")
+    model.save(model_file)
+    rep_file = None
+    if representative is not None:
+        rep_file = os.path.join(work, "representative.npy")
+        np.save(rep_file, representative)
+    job = {"model": model_file, "output": path, "format": format, "quantize": quantize,
+           "representative": rep_file}
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(job)], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not os.path.exists(path):
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"The TensorFlow export subprocess failed (exit {proc.returncode}):\n{tail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the public entry point
+
+
+def _keras_outputs(model, images):
+    """The model's inference outputs (one jit-compiled call on JAX, where eager op-by-op
+    execution compiles every op separately)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return np.asarray(model.predict(images, batch_size=len(images), verbose=0))
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def _check_arguments(format, quantize):
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
+    if quantize not in QUANTIZATIONS[format]:
+        allowed = ", ".join("None" if q is None else repr(q) for q in QUANTIZATIONS[format])
+        raise ValueError(f"Format {format!r} does not support quantize={quantize!r}; it supports "
+                         f"{allowed}. Quantized models are exported with format='tflite'.")
+
+
+def _place(tmp_artifact, path):
+    """Move the finished artifact to ``path`` (replacing what was there)."""
+    old = None
+    if os.path.lexists(path):
+        old = f"{path}.old-{os.getpid()}"
+        os.replace(path, old)
+    try:
+        os.replace(tmp_artifact, path)
+    except BaseException:
+        if old is not None:
+            os.replace(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
+
+
+def export(model, path, format="saved_model", quantize=None, representative_data=None,
+           verify=True, verify_data=None, max_verify=8):
+    """Export ``model`` for deployment and check the artifact against the model.
+
+    The artifact is written to a temporary path next to ``path`` and moved there only when the
+    export (and the verification run) succeeded, so a failure leaves nothing behind. After the
+    export, the artifact is loaded in its own runtime (``tf.saved_model.load``, the LiteRT
+    interpreter, onnxruntime) and run on the same inputs as the Keras model; the measured
+    agreement is returned and logged.
+
+    Which backend produces which format natively, and which go through a TensorFlow
+    subprocess that rebuilds the model from its ``.keras`` file, is listed in this module's
+    docstring; the route taken is logged (WARNING) and recorded in the result.
+
+    Args:
+        model: a Keras image model (e.g. an EfficientNet, or ``fuse_batchnorm(model)``).
+        path: output path: a directory for ``"saved_model"``, a ``.tflite`` / ``.onnx`` file.
+        format: ``"saved_model"`` (dynamic batch dimension), ``"tflite"`` or ``"onnx"``.
+        quantize: TFLite only: None (float32), ``"float16"`` (float16 weights),
+            ``"dynamic_int8"`` (int8 weights, float activations) or ``"int8"`` (full integer,
+            calibrated on ``representative_data``; float input and output).
+        representative_data: images as the model takes them (0-255 pixels for models with
+            in-graph preprocessing): an ``(N, H, W, 3)`` array or a folder of image files,
+            resized to the model's input size. Required for ``"int8"``; used to verify otherwise.
+        verify: run the artifact in its runtime and measure the agreement.
+        verify_data: images to verify on (default: ``representative_data`` or random images).
+        max_verify: at most this many images are used to verify.
+
+    Returns:
+        An :class:`ExportResult` (path, route, size, max/mean abs diff, top-1 agreement).
+
+    Raises:
+        ValueError: unknown format, a quantization the format does not support, int8 without
+            representative data, a representative-data folder without images.
+        RuntimeError: the exporter failed (nothing is left at ``path``).
+
+    Example:
+        >>> import os, tempfile
+        >>> import keras_efficientnet as ke
+        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "b0.onnx")
+        >>> result = ke.export(model, path, format="onnx")  # doctest: +SKIP
+        >>> result.max_abs_diff < 1e-4  # doctest: +SKIP
+        True
+    """
+    import keras
+
+    _check_arguments(format, quantize)
+    path = os.fspath(path)
+    if format != "saved_model" and not path.endswith(f".{format}"):
+        raise ValueError(f"A {format} artifact's path must end with '.{format}', got {path!r}.")
+    if quantize == "int8" and representative_data is None:
+        raise ValueError("quantize='int8' calibrates on representative_data: pass an array of "
+                         "0-255 images or a folder of typical input images.")
+    size, channels_last = _image_size(model)
+    representative = None
+    if representative_data is not None:
+        representative = _to_layout(load_images(representative_data, size), channels_last)
+    if verify_data is not None:
+        check = _to_layout(load_images(verify_data, size), channels_last)
+    elif representative is not None:
+        check = representative
+    else:
+        rng = np.random.default_rng(0)
+        channels = model.input_shape[-1 if channels_last else 1] or 3
+        check = _to_layout(rng.uniform(0, 255, (2, *size, channels)).astype("float32"),
+                           channels_last)
+    check = check[:max_verify]
+
+    backend = keras.backend.backend()
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tmp_artifact = os.path.join(work, os.path.basename(path.rstrip(os.sep)) or "artifact")
+        if backend in NATIVE_ROUTES and format in NATIVE_ROUTES[backend]:
+            route = f"native ({backend})"
+            _export_native(model, tmp_artifact, format, quantize, representative)
+        else:
+            route = f"tensorflow subprocess (from {backend})"
+            logger.warning("Keras cannot produce %s on the %s backend in this process: rebuilding "
+                           "the model on TensorFlow in a subprocess from its .keras file.",
+                           format, backend)
+            _export_subprocess(model, tmp_artifact, format, quantize, representative, work)
+        result = ExportResult(path=path, format=format, quantize=quantize, route=route,
+                              size_bytes=_artifact_size(tmp_artifact))
+        if verify:
+            expected = _keras_outputs(model, check)
+            got = run_artifact(tmp_artifact, format, check)
+            if got.shape != expected.shape:
+                raise RuntimeError(f"The {format} artifact returns shape {got.shape}, the Keras "
+                                   f"model {expected.shape}.")
+            diff = np.abs(got.astype("float64") - expected.astype("float64"))
+            result.max_abs_diff = float(diff.max())
+            result.mean_abs_diff = float(diff.mean())
+            result.num_samples = len(check)
+            if expected.ndim == 2 and expected.shape[-1] > 1:
+                result.top1_agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+        _place(tmp_artifact, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("%s", result.summary())
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _worker_main()

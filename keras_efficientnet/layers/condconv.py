@@ -1,0 +1,200 @@
+"""CondConv (Yang et al., 2019): convolutions whose kernel is a per-example mix of experts.
+
+A CondConv layer holds ``N`` expert kernels. For each example a routing vector ``r`` (``N``
+weights) mixes them into one kernel, ``W = sum_n r_n W_n``, which convolves that example.
+Because a convolution is linear in its kernel, ``conv(x, sum_n r_n W_n)`` equals
+``sum_n r_n conv(x, W_n)``: :class:`CondConv2D` runs one convolution with all experts stacked
+along the output channels and mixes the ``N`` results with ``r``. That needs no per-example
+loop, works the same on every backend, and costs ``N`` convolutions (CondConv is used on the
+low-resolution stages, where that is cheap).
+
+:class:`CondConvMBConv` is the MBConv block of EfficientNet-CondConv: routing weights
+``sigmoid(dense(global_average_pool(block_input)))`` shared by its expansion, depthwise and
+projection convolutions.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from .common import (CONV_INITIALIZER, channel_axis, pad_spatial, serializable, spatial_axes,
+                     standardize_data_format)
+from .mbconv import _InvertedResidualBase
+
+
+@serializable
+class CondConv2D(keras.layers.Layer):
+    """A conditionally parameterised 2-D convolution (no bias).
+
+    Call it as ``layer(inputs, routing_weights)`` with ``routing_weights`` of shape
+    ``(batch, num_experts)``.
+
+    Weights: ``kernel`` of shape ``(num_experts, k, k, in_channels, filters)`` (each expert in
+    Keras' HWIO layout), or for ``depthwise=True`` ``(num_experts, k, k, channels, 1)`` (each
+    expert in ``DepthwiseConv2D``'s layout).
+
+    Args:
+        filters: output channels (ignored for ``depthwise=True``: output = input channels).
+        kernel_size: square kernel size.
+        strides: stride (1 or 2).
+        num_experts: number of expert kernels.
+        depthwise: a depthwise convolution (one kxk filter per channel).
+        padding: Keras padding of the convolution, ``"same"`` or ``"valid"``.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+        kernel_initializer: initializer of every expert kernel.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.layers import CondConv2D
+        >>> conv = CondConv2D(8, 3, num_experts=4, depthwise=False)
+        >>> x = np.ones((2, 16, 16, 5), "float32")
+        >>> routing = np.full((2, 4), 0.5, "float32")
+        >>> tuple(conv(x, routing).shape)
+        (2, 16, 16, 8)
+        >>> tuple(conv.kernel.shape)
+        (4, 3, 3, 5, 8)
+    """
+
+    def __init__(self, filters: int = 1, kernel_size: int = 3, strides: int = 1,
+                 num_experts: int = 4, depthwise: bool = False, padding: str = "same",
+                 data_format=None, kernel_initializer=CONV_INITIALIZER, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_experts) < 1:
+            raise ValueError(f"CondConv2D needs num_experts >= 1, got {num_experts}.")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.num_experts = int(num_experts)
+        self.depthwise = bool(depthwise)
+        self.padding = padding
+        self.data_format = standardize_data_format(data_format)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, inputs_shape, routing_weights_shape=None):
+        channels = inputs_shape[channel_axis(self.data_format)]
+        if channels is None:
+            raise ValueError("CondConv2D needs a known channel count.")
+        self.in_channels = int(channels)
+        k = self.kernel_size
+        if self.depthwise:
+            self.filters = self.in_channels
+            shape = (self.num_experts, k, k, self.in_channels, 1)
+        else:
+            shape = (self.num_experts, k, k, self.in_channels, self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
+
+    def call(self, inputs, routing_weights):
+        n, k = self.num_experts, self.kernel_size
+        routing_weights = keras.ops.cast(routing_weights, inputs.dtype)
+        if self.depthwise:
+            # (N, k, k, C, 1) -> (k, k, C, N): output channel c * N + n is expert n on channel c.
+            kernel = keras.ops.transpose(keras.ops.squeeze(self.kernel, -1), (1, 2, 3, 0))
+            y = keras.ops.depthwise_conv(inputs, keras.ops.cast(kernel, inputs.dtype),
+                                         strides=self.strides, padding=self.padding,
+                                         data_format=self.data_format)
+            groups, per_group = self.in_channels, n
+        else:
+            # (N, k, k, I, O) -> (k, k, I, N * O): output channel n * O + o is expert n.
+            kernel = keras.ops.reshape(keras.ops.transpose(self.kernel, (1, 2, 3, 0, 4)),
+                                       (k, k, self.in_channels, n * self.filters))
+            y = keras.ops.conv(inputs, keras.ops.cast(kernel, inputs.dtype), strides=self.strides,
+                               padding=self.padding, data_format=self.data_format)
+            groups, per_group = n, self.filters
+        shape = keras.ops.shape(y)
+        if self.data_format == "channels_last":
+            y = keras.ops.reshape(y, (shape[0], shape[1], shape[2], groups, per_group))
+            equation = "bhwcn,bn->bhwc" if self.depthwise else "bhwno,bn->bhwo"
+        else:
+            y = keras.ops.reshape(y, (shape[0], groups, per_group, shape[2], shape[3]))
+            equation = "bcnhw,bn->bchw" if self.depthwise else "bnohw,bn->bohw"
+        return keras.ops.einsum(equation, y, routing_weights)
+
+    def compute_output_shape(self, input_shape, routing_weights_shape=None):
+        shape = list(input_shape)
+        for axis in spatial_axes(self.data_format):
+            if shape[axis] is not None:
+                if self.padding == "same":
+                    shape[axis] = -(-shape[axis] // self.strides)
+                else:
+                    shape[axis] = (shape[axis] - self.kernel_size) // self.strides + 1
+        shape[channel_axis(self.data_format)] = (
+            input_shape[channel_axis(self.data_format)] if self.depthwise else self.filters)
+        return tuple(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "num_experts": self.num_experts,
+                "depthwise": self.depthwise, "padding": self.padding,
+                "data_format": self.data_format,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@serializable
+class CondConvMBConv(_InvertedResidualBase):
+    """MBConv whose 1x1 expansion, depthwise and 1x1 projection convolutions are CondConv.
+
+    The routing weights are ``sigmoid(routing(mean(inputs over space)))`` (a ``Dense``
+    sublayer named ``routing``), computed once from the block input and shared by the three
+    convolutions. Sublayer names otherwise follow :class:`~keras_efficientnet.layers.MBConv`
+    (``expand_conv``, ``expand_bn``, ``dwconv``, ``bn``, ``se``, ``project_conv``,
+    ``project_bn``).
+
+    Args:
+        num_experts: number of expert kernels of each CondConv.
+        Other arguments: as for :class:`~keras_efficientnet.layers.MBConv`.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.layers import CondConvMBConv
+        >>> block = CondConvMBConv(24, kernel_size=3, strides=2, expand_filters=96,
+        ...                        se_filters=4, num_experts=4)
+        >>> tuple(block(np.zeros((2, 32, 32, 16), "float32")).shape)
+        (2, 16, 16, 24)
+    """
+
+    def __init__(self, filters: int, num_experts: int = 4, **kwargs):
+        super().__init__(filters, **kwargs)
+        if int(num_experts) < 1:
+            raise ValueError(f"CondConvMBConv needs num_experts >= 1, got {num_experts}.")
+        self.num_experts = int(num_experts)
+
+    def _condconv(self, filters, kernel_size, strides, name, depthwise=False, padding="same"):
+        return CondConv2D(filters, kernel_size, strides=strides, num_experts=self.num_experts,
+                          depthwise=depthwise, padding=padding, data_format=self.data_format,
+                          kernel_initializer=self.kernel_initializer, name=name)
+
+    def build(self, input_shape):
+        in_ch = self._check_residual(input_shape)
+        self.routing = keras.layers.Dense(self.num_experts, name="routing")
+        self.routing.build((input_shape[0], in_ch))
+        self.expand_conv = self.expand_bn = None
+        if self.expand_filters is not None:
+            self.expand_conv = self._condconv(self.expand_filters, 1, 1, "expand_conv")
+            self.expand_bn = self._bn("expand_bn")
+        self.dwconv = self._condconv(1, self.kernel_size, self.strides, "dwconv", depthwise=True,
+                                     padding=self._conv_padding)
+        self.bn = self._bn("bn")
+        self.se = self._se()
+        self.project_conv = self._condconv(self.filters, 1, 1, "project_conv")
+        self.project_bn = self._bn("project_bn")
+        shape = self._build_chain(input_shape, [self.expand_conv, self.expand_bn])
+        self._build_chain(self._padded(shape), [self.dwconv, self.bn, self.se, self.project_conv,
+                                                self.project_bn])
+
+    def call(self, inputs, training=None):
+        pooled = keras.ops.mean(inputs, axis=spatial_axes(self.data_format))
+        routing = keras.ops.sigmoid(self.routing(pooled))
+        x = inputs
+        if self.expand_conv is not None:
+            x = self.activation(self.expand_bn(self.expand_conv(x, routing), training=training))
+        x = pad_spatial(x, self._pad, self.data_format)
+        x = self.activation(self.bn(self.dwconv(x, routing), training=training))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.project_bn(self.project_conv(x, routing), training=training)
+        return self._finish(inputs, x, training)
+
+    def get_config(self):
+        return {**super().get_config(), "num_experts": self.num_experts}

@@ -1,0 +1,175 @@
+"""A depthwise convolution written as k*k shifted multiply-adds.
+
+XLA's CPU depthwise convolution (used by JAX, and by TensorFlow with ``jit_compile=True``)
+is slow, its gradient much more so. A kxk depthwise convolution is the sum over the k*k
+kernel taps of a shifted (strided) slice of the padded input times that tap's per-channel
+weight. Written that way it is plain elementwise arithmetic which XLA fuses into one loop, and
+whose gradient (pads and reductions) fuses as well.
+
+:class:`ShiftedDepthwiseConv2D` keeps exactly the weight layout of
+``keras.layers.DepthwiseConv2D`` (one variable ``kernel`` of shape ``(k, k, C, 1)``),
+so weights load into either layer unchanged.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from .common import CONV_INITIALIZER, serializable, standardize_data_format
+
+#: Implementations of MBConv's depthwise convolution.
+DEPTHWISE_IMPLS = ("auto", "keras", "shifted")
+
+#: What ``"auto"`` picks per backend, from ``benchmarks/run.py`` on a 2-core CPU
+#: (docs/benchmarks.md): the shifted form wins under XLA (JAX); TensorFlow's and PyTorch's
+#: native depthwise kernels are faster in eager / tf.function mode.
+AUTO_DEPTHWISE = {"jax": "shifted", "tensorflow": "keras", "torch": "keras"}
+
+
+def resolve_depthwise_impl(impl: str, backend: str | None = None) -> str:
+    """The concrete implementation (``"keras"`` or ``"shifted"``) ``impl`` stands for.
+
+    Args:
+        impl: ``"auto"``, ``"keras"`` or ``"shifted"``.
+        backend: Keras backend name; the current one when None.
+
+    Returns:
+        ``"keras"`` or ``"shifted"``.
+
+    Example:
+        >>> from keras_efficientnet.layers.depthwise import resolve_depthwise_impl
+        >>> resolve_depthwise_impl("auto", backend="jax")
+        'shifted'
+        >>> resolve_depthwise_impl("keras", backend="jax")
+        'keras'
+    """
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}.")
+    if impl != "auto":
+        return impl
+    return AUTO_DEPTHWISE.get(backend or keras.backend.backend(), "keras")
+
+
+def _same_pads(size: int, kernel: int, strides: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding (extra pixel after) along one axis of length ``size``."""
+    out = -(-size // strides)
+    total = max((out - 1) * strides + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@serializable
+class ShiftedDepthwiseConv2D(keras.layers.Layer):
+    """Depthwise 2-D convolution (depth multiplier 1, no bias) as k*k shifted multiply-adds.
+
+    Numerically the same function as ``keras.layers.DepthwiseConv2D(kernel_size,
+    strides=strides, padding=padding, use_bias=False)`` with the same weight variable
+    (``kernel``, as Keras names it) of shape ``(k, k, channels, 1)``; only the computation differs, and it
+    compiles to a fused loop under XLA.
+
+    Args:
+        kernel_size: odd or even square kernel size ``k``.
+        strides: 1 or 2.
+        padding: ``"same"`` (TensorFlow's rule) or ``"valid"`` (pad beforehand yourself, as
+            the ``"symmetric"`` convention does).
+        data_format: ``"channels_last"`` or ``"channels_first"``; Keras' default when None.
+        depthwise_initializer: initializer of ``depthwise_kernel``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.layers import ShiftedDepthwiseConv2D
+        >>> layer = ShiftedDepthwiseConv2D(3, strides=2)
+        >>> tuple(layer(np.ones((1, 8, 8, 4), "float32")).shape)
+        (1, 4, 4, 4)
+        >>> tuple(layer.kernel.shape)
+        (3, 3, 4, 1)
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="same", data_format=None,
+                 depthwise_initializer=CONV_INITIALIZER, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(kernel_size, (tuple, list)):
+            if len(set(kernel_size)) != 1:
+                raise ValueError(f"kernel_size must be square, got {kernel_size}.")
+            kernel_size = kernel_size[0]
+        if isinstance(strides, (tuple, list)):
+            if len(set(strides)) != 1:
+                raise ValueError(f"strides must be equal along both axes, got {strides}.")
+            strides = strides[0]
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        if self.kernel_size < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}.")
+        if self.strides not in (1, 2):
+            raise ValueError(f"strides must be 1 or 2, got {strides}.")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
+        self.padding = padding
+        self.data_format = standardize_data_format(data_format)
+        self.depthwise_initializer = keras.initializers.get(depthwise_initializer)
+
+    def _channels(self, input_shape):
+        return input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+
+    def build(self, input_shape):
+        channels = self._channels(input_shape)
+        if channels is None:
+            raise ValueError("ShiftedDepthwiseConv2D needs a known channel count.")
+        # Same attribute and variable name as keras.layers.DepthwiseConv2D ("kernel"), so
+        # flat weight names (``block2a_dwconv/kernel``) and converters are unchanged.
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, channels, 1),
+            initializer=self.depthwise_initializer, trainable=True)
+
+    def _out_size(self, size):
+        if size is None:
+            return None
+        if self.padding == "same":
+            return -(-size // self.strides)
+        return (size - self.kernel_size) // self.strides + 1
+
+    def call(self, inputs):
+        ops = keras.ops
+        k, s = self.kernel_size, self.strides
+        last = self.data_format == "channels_last"
+        h_axis, w_axis = (1, 2) if last else (2, 3)
+        height, width = inputs.shape[h_axis], inputs.shape[w_axis]
+        if height is None or width is None:
+            # Unknown spatial size at trace time (TensorFlow graphs with None dims): the
+            # slicing below needs static sizes, so use the standard op for this call.
+            kernel = ops.cast(self.kernel, inputs.dtype)
+            return ops.depthwise_conv(inputs, kernel, strides=s, padding=self.padding,
+                                      data_format=self.data_format)
+        x = inputs
+        if self.padding == "same":
+            ph, pw = _same_pads(height, k, s), _same_pads(width, k, s)
+            if any(ph + pw):
+                pads = [[0, 0], list(ph), list(pw), [0, 0]] if last \
+                    else [[0, 0], [0, 0], list(ph), list(pw)]
+                x = ops.pad(x, pads)
+            height, width = height + sum(ph), width + sum(pw)
+        out_h = (height - k) // s + 1
+        out_w = (width - k) // s + 1
+        kernel = ops.cast(self.kernel, x.dtype)
+        # One (C,) weight vector per tap, broadcast over the batch and spatial axes.
+        taps = ops.reshape(kernel, (k, k, -1) if last else (k, k, -1, 1, 1))
+        out = None
+        for i in range(k):
+            for j in range(k):
+                hs = slice(i, i + s * (out_h - 1) + 1, s)
+                ws = slice(j, j + s * (out_w - 1) + 1, s)
+                patch = x[:, hs, ws, :] if last else x[:, :, hs, ws]
+                term = patch * taps[i, j]
+                out = term if out is None else out + term
+        return out
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        for axis in axes:
+            shape[axis] = self._out_size(shape[axis])
+        return tuple(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "data_format": self.data_format,
+                "depthwise_initializer": keras.initializers.serialize(self.depthwise_initializer)}

@@ -1,0 +1,309 @@
+"""efficientnet_pytorch / efficientnet-lite-pytorch state dicts -> our flat names.
+
+Both packages (``efficientnet-pytorch`` by Luke Melas-Kyriazi and its Lite fork
+``efficientnet-lite-pytorch``) save the same module tree:
+
+===========================================  =========================================
+source key                                   our flat name
+===========================================  =========================================
+``_conv_stem.weight``                        ``stem_conv/kernel``
+``_bn0.{weight,bias,running_mean,...}``      ``stem_bn/{gamma,beta,moving_mean,...}``
+``_blocks.N._expand_conv.weight``            ``blockSL_expand_conv/kernel``
+``_blocks.N._bn0.*``                         ``blockSL_expand_bn/*``
+``_blocks.N._depthwise_conv.weight``         ``blockSL_dwconv/kernel``
+``_blocks.N._bn1.*``                         ``blockSL_bn/*``
+``_blocks.N._se_reduce.{weight,bias}``       ``blockSL_se_reduce/{kernel,bias}``
+``_blocks.N._se_expand.{weight,bias}``       ``blockSL_se_expand/{kernel,bias}``
+``_blocks.N._project_conv.weight``           ``blockSL_project_conv/kernel``
+``_blocks.N._bn2.*``                         ``blockSL_project_bn/*``
+``_conv_head.weight`` / ``_bn1.*``           ``top_conv/kernel`` / ``top_bn/*``
+``_fc.{weight,bias}``                        ``predictions/{kernel,bias}``
+===========================================  =========================================
+
+``N`` counts blocks over the whole network in order, which is the order of
+:func:`~keras_efficientnet.specs.resolve`. Convolutions are stored ``(out, in, kh, kw)``
+(Keras: ``(kh, kw, in, out)``), depthwise kernels ``(C, 1, kh, kw)`` (Keras ``(kh, kw, C, 1)``)
+and the classifier ``(out, in)``. BatchNorm's ``num_batches_tracked`` counters are consumed
+on purpose: inference does not use them. Both packages pad like TensorFlow
+(``Conv2dStaticSamePadding``) and use BatchNorm epsilon 1e-3, our ``padding="same"`` specs.
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+
+from .base import Converted, register_format
+
+FORMAT = "efficientnet_pytorch"
+#: bytes that identify the format inside the pickled key list.
+MARKER = b"_conv_stem.weight"
+#: legacy (non-zip) torch.save files start with a pickled magic number.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_SNIFF_BYTES = 4 << 20
+
+_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+       "running_var": "moving_variance"}
+_CONSUMED_SUFFIX = "num_batches_tracked"
+
+#: variants :func:`infer` considers, in order (names not registered are skipped).
+CANDIDATES = tuple([f"EfficientNetB{i}" for i in range(9)] + ["EfficientNetL2"]
+                   + [f"EfficientNetLite{i}" for i in range(5)])
+
+
+def sniff(path: str) -> bool:
+    """A ``torch.save`` file (zip or legacy) whose pickled keys include ``_conv_stem.weight``.
+
+    Example:
+        >>> from keras_efficientnet.pretrained.registry import get_weights
+        >>> from keras_efficientnet.pretrained.offline import packaged_checkpoint
+        >>> from keras_efficientnet.pretrained.convert.efficientnet_pytorch import sniff
+        >>> sniff(packaged_checkpoint(get_weights("EfficientNetLite0")))
+        True
+    """
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            pickles = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            return bool(pickles) and MARKER in zf.read(pickles[0])
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    return head.startswith(_LEGACY_MAGIC[:4]) and MARKER in head
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+    """Read a state dict with ``torch.load(weights_only=True)`` as ``{key: float array}``.
+
+    A checkpoint that wraps the state dict under ``"state_dict"`` or ``"model"`` is unwrapped.
+
+    Raises:
+        ValueError: when torch cannot read the file (truncated, corrupt, or pickling code) or
+            the file does not hold a ``{name: tensor}`` mapping.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from keras_efficientnet.pretrained.convert.efficientnet_pytorch import load_state_dict
+        >>> path = os.path.join(tempfile.mkdtemp(), "sd.pth")
+        >>> torch.save({"_fc.bias": torch.ones(3)}, path)
+        >>> load_state_dict(path)["_fc.bias"].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ValueError(f"Reading {path!r} (a PyTorch checkpoint) needs PyTorch: "
+                         "pip install torch.") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"Could not read {path!r} as a PyTorch state dict (truncated, corrupt, or "
+                         f"not saved with torch.save(model.state_dict())): "
+                         f"{type(err).__name__}: {str(err)[:300]}") from None
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict "
+                         "({name: tensor}); save it with torch.save(model.state_dict(), path).")
+    bad = [str(k) for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
+    if bad:
+        raise ValueError(f"{path!r} is not a state dict: {', '.join(bad[:5])} "
+                         f"{'are' if len(bad) > 1 else 'is'} not a tensor under a string key.")
+    out = {}
+    for key, tensor in obj.items():
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        out[key] = tensor.numpy()
+    return out
+
+
+def _conv(a):
+    return np.transpose(a, (2, 3, 1, 0))
+
+
+def _depthwise(a):
+    return np.transpose(a, (2, 3, 0, 1))
+
+
+def _dense(a):
+    return np.transpose(a, (1, 0))
+
+
+def _same(a):
+    return a
+
+
+def plan(spec, classes: int | None) -> dict[str, tuple[str, tuple, object]]:
+    """The mapping a file for ``spec`` must follow: ``{source_key: (flat_name, source_shape,
+    layout_fn)}`` (``num_batches_tracked`` excluded; classifier only when ``classes``).
+
+    Raises:
+        ValueError: for specs this format cannot describe (fused or CondConv blocks).
+
+    Example:
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.convert.efficientnet_pytorch import plan
+        >>> p = plan(get_spec("EfficientNetB0"), classes=1000)
+        >>> p["_blocks.1._depthwise_conv.weight"][:2]
+        ('block2a_dwconv/kernel', (96, 1, 3, 3))
+    """
+    from ...specs import resolve
+
+    resolved = resolve(spec)
+    out: dict[str, tuple[str, tuple, object]] = {}
+
+    def conv(src, dst, cin, cout, k=1, bias=False):
+        out[f"{src}.weight"] = (f"{dst}/kernel", (cout, cin, k, k), _conv)
+        if bias:
+            out[f"{src}.bias"] = (f"{dst}/bias", (cout,), _same)
+
+    def bn(src, dst, channels):
+        for s, d in _BN.items():
+            out[f"{src}.{s}"] = (f"{dst}/{d}", (channels,), _same)
+
+    conv("_conv_stem", "stem_conv", 3, resolved.stem_channels, 3)
+    bn("_bn0", "stem_bn", resolved.stem_channels)
+    for i, block in enumerate(resolved.blocks):
+        if block.kind != "mb" or block.experts:
+            raise ValueError(f"The efficientnet_pytorch format has only MBConv blocks; {spec.name} "
+                             f"block {block.name} is {'CondConv' if block.experts else 'fused'}.")
+        src, dst = f"_blocks.{i}", block.name
+        hidden = block.in_channels
+        if block.hidden_channels is not None:
+            hidden = block.hidden_channels
+            conv(f"{src}._expand_conv", f"{dst}_expand_conv", block.in_channels, hidden)
+            bn(f"{src}._bn0", f"{dst}_expand_bn", hidden)
+        out[f"{src}._depthwise_conv.weight"] = (f"{dst}_dwconv/kernel",
+                                                (hidden, 1, block.kernel, block.kernel), _depthwise)
+        bn(f"{src}._bn1", f"{dst}_bn", hidden)
+        if block.se_channels:
+            conv(f"{src}._se_reduce", f"{dst}_se_reduce", hidden, block.se_channels, bias=True)
+            conv(f"{src}._se_expand", f"{dst}_se_expand", block.se_channels, hidden, bias=True)
+        conv(f"{src}._project_conv", f"{dst}_project_conv", hidden, block.out_channels)
+        bn(f"{src}._bn2", f"{dst}_project_bn", block.out_channels)
+    last = resolved.blocks[-1].out_channels
+    conv("_conv_head", "top_conv", last, resolved.head_channels)
+    bn("_bn1", "top_bn", resolved.head_channels)
+    if classes:
+        out["_fc.weight"] = ("predictions/kernel", (classes, resolved.head_channels), _dense)
+        out["_fc.bias"] = ("predictions/bias", (classes,), _same)
+    return out
+
+
+def _classes(state: dict) -> int | None:
+    fc = state.get("_fc.weight")
+    return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
+
+
+def _mismatch(state: dict, mapping: dict) -> tuple[list, list, list]:
+    keys = {k for k in state if not k.endswith(_CONSUMED_SUFFIX)}
+    missing = sorted(set(mapping) - keys)
+    unexpected = sorted(keys - set(mapping))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs expected {shape}"
+              for k, (_, shape, _) in mapping.items()
+              if k in state and tuple(state[k].shape) != shape]
+    return missing, unexpected, shapes
+
+
+def _match(state: dict) -> str | None:
+    from ...specs import VARIANTS
+
+    classes = _classes(state)
+    for name in CANDIDATES:
+        spec = VARIANTS.get(name)
+        if spec is None:
+            continue
+        try:
+            mapping = plan(spec, classes)
+        except ValueError:
+            continue
+        if not any(_mismatch(state, mapping)):
+            return name
+    return None
+
+
+def infer(path: str) -> dict:
+    """The variant (by tensor shapes) and class count of an efficientnet_pytorch state dict.
+
+    Raises:
+        ValueError: when the shapes fit none of B0-B7 (B8, L2) and Lite0-4.
+
+    Example:
+        >>> from keras_efficientnet.pretrained.registry import get_weights
+        >>> from keras_efficientnet.pretrained.offline import packaged_checkpoint
+        >>> from keras_efficientnet.pretrained.convert.efficientnet_pytorch import infer
+        >>> infer(packaged_checkpoint(get_weights("EfficientNetLite1")))["variant"]
+        'EfficientNetLite1'
+    """
+    state = load_state_dict(path)
+    name = _match(state)
+    if name is None:
+        raise ValueError(f"{path!r} is an efficientnet_pytorch state dict, but its tensor shapes fit "
+                         f"none of {', '.join(CANDIDATES)}.")
+    return {"variant": name, "classes": _classes(state), "format": FORMAT}
+
+
+def convert_state_dict(state: dict, spec, source: str = "state dict") -> Converted:
+    """Convert an in-memory ``{key: array}`` state dict for a model of ``spec``, strictly.
+
+    Raises:
+        ValueError: listing source keys left over, keys missing and shapes that differ.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.convert import efficientnet_pytorch as ep
+        >>> spec = get_spec("EfficientNetLite0")
+        >>> state = {k: np.zeros(s, "float32") for k, (_, s, _) in ep.plan(spec, 1000).items()}
+        >>> ep.convert_state_dict(state, spec).arrays["stem_conv/kernel"].shape
+        (3, 3, 3, 32)
+    """
+    mapping = plan(spec, _classes(state))
+    missing, unexpected, shapes = _mismatch(state, mapping)
+    if missing or unexpected or shapes:
+        def show(items):
+            return ", ".join(items[:6]) + (f" ... ({len(items)} in all)" if len(items) > 6 else "")
+        parts = []
+        if shapes:
+            parts.append(f"shapes differ: {show(shapes)}")
+        if missing:
+            parts.append(f"missing: {show(missing)}")
+        if unexpected:
+            parts.append(f"not used by {spec.name}: {show(unexpected)}")
+        actual = _match(state)
+        hint = (f" The file holds {actual} weights; build {actual} instead." if actual and
+                actual != spec.name else " Is it a checkpoint for another variant?")
+        raise ValueError(f"{source} does not fit {spec.name} (efficientnet_pytorch format): "
+                         + "; ".join(parts) + "." + hint)
+    arrays, consumed = {}, {}
+    for key, value in state.items():
+        if key.endswith(_CONSUMED_SUFFIX):
+            consumed[key] = "BatchNorm update counter (unused at inference)"
+            continue
+        dst, _, layout = mapping[key]
+        arrays[dst] = np.ascontiguousarray(layout(value)).astype("float32")
+    return Converted(arrays, consumed, source=source, format=FORMAT)
+
+
+def read(path: str, spec) -> Converted:
+    """Read an efficientnet_pytorch ``.pth`` for a model of ``spec``, strictly.
+
+    Raises:
+        ValueError: for an unreadable file, or one that does not fit ``spec`` (listing names).
+
+    Example:
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.registry import get_weights
+        >>> from keras_efficientnet.pretrained.offline import packaged_checkpoint
+        >>> from keras_efficientnet.pretrained.convert.efficientnet_pytorch import read
+        >>> path = packaged_checkpoint(get_weights("EfficientNetLite0"))
+        >>> read(path, get_spec("EfficientNetLite0")).arrays["block2a_dwconv/kernel"].shape
+        (3, 3, 96, 1)
+    """
+    return convert_state_dict(load_state_dict(path), spec, source=repr(path))
+
+
+register_format(FORMAT, sniff, read, infer)

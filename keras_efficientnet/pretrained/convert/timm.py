@@ -1,0 +1,364 @@
+"""timm EfficientNet / EfficientNetV2 state dicts -> our flat names.
+
+timm (``timm/models/efficientnet.py``) names a network's tensors ``conv_stem``, ``bn1``,
+``blocks.<stage>.<block>.<part>``, ``conv_head``, ``bn2`` and ``classifier``. The parts of a
+block depend on its kind:
+
+=====================  =========================================================  ============
+timm block             parts (in order)                                           our block
+=====================  =========================================================  ============
+DepthwiseSeparable     conv_dw, bn1, se, conv_pw, bn2                             mb, e1
+InvertedResidual       conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3              mb
+CondConvResidual       routing_fn + the InvertedResidual parts (CondConv kernels)  mb, x<N>
+EdgeResidual           conv_exp, bn1, se, conv_pwl, bn2                           fu (expands)
+ConvBnAct              conv, bn1                                                  fu, e1
+=====================  =========================================================  ============
+
+``se`` holds ``conv_reduce`` and ``conv_expand`` (with biases). Layouts: convolutions OIHW ->
+HWIO, depthwise ``(C, 1, k, k)`` -> ``(k, k, C, 1)``, linear ``(out, in)`` -> ``(in, out)``,
+CondConv experts ``(N, O*I*k*k)`` -> ``(N, k, k, I, O)``. BatchNorm ``num_batches_tracked``
+counters are consumed on purpose (training bookkeeping, no inference meaning).
+
+The expected tensors are derived from the resolved spec, so the conversion is strict: a
+tensor the spec does not expect, one it expects but the file lacks, or one of another shape
+raises ``ValueError`` naming them (a checkpoint of another variant fails here, before any
+model weight changes).
+
+Files: ``.pth`` / ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``) and
+``.safetensors``. A training checkpoint wrapping the weights in ``state_dict`` / ``model``
+(and DataParallel's ``module.`` prefix) is unwrapped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .base import Converted, register_format
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+SAFETENSORS_SUFFIXES = (".safetensors",)
+#: wrappers of training checkpoints, tried in order
+WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
+BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+            "running_var": "moving_variance"}
+HEAD_NAMES = ("predictions/kernel", "predictions/bias")
+
+_CACHE: dict = {}
+
+
+def _fingerprint(path):
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+    """The tensors of a torch or safetensors file as ``{name: float32 numpy array}``.
+
+    Raises:
+        ValueError: for a file that cannot be read (truncated, corrupt) or that holds no
+            state dict (a pickle of something else).
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from keras_efficientnet.pretrained.convert.timm import load_state_dict
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.pth")
+        >>> torch.save({"conv_stem.weight": torch.zeros(8, 3, 3, 3)}, path)
+        >>> load_state_dict(path)["conv_stem.weight"].shape
+        (8, 3, 3, 3)
+    """
+    key = _fingerprint(path)
+    if key in _CACHE:
+        return _CACHE[key]
+    lower = path.lower()
+    if lower.endswith(SAFETENSORS_SUFFIXES):
+        try:
+            from safetensors.numpy import load_file
+            raw = load_file(path)
+        except Exception as err:
+            raise ValueError(f"Could not read {path!r} as a safetensors file (truncated or "
+                             f"corrupt?): {type(err).__name__}: {err}") from None
+    else:
+        import torch
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"Could not read {path!r} with torch.load(weights_only=True) "
+                             f"(truncated, corrupt, or not a plain state dict?): "
+                             f"{type(err).__name__}: {str(err)[:300]}") from None
+        raw = _unwrap(raw, path)
+        raw = {k: _to_numpy(v) for k, v in raw.items()}
+    if any(k.startswith("module.") for k in raw):
+        raw = {k[len("module."):] if k.startswith("module.") else k: v for k, v in raw.items()}
+    _CACHE.clear()
+    _CACHE[key] = raw
+    return raw
+
+
+def _unwrap(obj, path):
+    import torch
+
+    if isinstance(obj, dict):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for key in WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+    raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict (a mapping of "
+                     "tensor names to tensors). Save model.state_dict() instead.")
+
+
+def _to_numpy(tensor):
+    array = tensor.detach().cpu()
+    if array.dtype.is_floating_point:
+        array = array.float()
+    return array.numpy()
+
+
+def _is_timm(keys) -> bool:
+    return "conv_stem.weight" in keys and any(k.startswith("blocks.0.0.") for k in keys)
+
+
+def sniff(path: str) -> bool:
+    """A torch or safetensors file whose keys are timm's EfficientNet names.
+
+    torchvision (``features.0.0.weight``) and efficientnet_pytorch (``_conv_stem.weight``)
+    state dicts have other names, so they are not taken for timm files.
+    """
+    if not path.lower().endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES):
+        return False
+    return _is_timm(load_state_dict(path))
+
+
+# -- the expected tensors of a spec ----------------------------------------------------------
+
+def _bn(src, dst, channels):
+    return [(f"{src}.{p}", f"{dst}/{q}", "vec", (channels,)) for p, q in BN_PARTS.items()]
+
+
+def _conv(src, dst, out, inp, k):
+    return [(f"{src}.weight", f"{dst}/kernel", "conv", (out, inp, k, k))]
+
+
+def _dw(src, dst, channels, k):
+    return [(f"{src}.weight", f"{dst}/kernel", "dw", (channels, 1, k, k))]
+
+
+def _cc(src, dst, experts, out, inp, k, depthwise=False):
+    if depthwise:
+        return [(f"{src}.weight", f"{dst}/kernel", ("cc_dw", out, k), (experts, out * k * k))]
+    return [(f"{src}.weight", f"{dst}/kernel", ("cc_conv", out, inp, k), (experts, out * inp * k * k))]
+
+
+def _se(src, dst, channels, reduced):
+    return [(f"{src}.conv_reduce.weight", f"{dst}_reduce/kernel", "conv", (reduced, channels, 1, 1)),
+            (f"{src}.conv_reduce.bias", f"{dst}_reduce/bias", "vec", (reduced,)),
+            (f"{src}.conv_expand.weight", f"{dst}_expand/kernel", "conv", (channels, reduced, 1, 1)),
+            (f"{src}.conv_expand.bias", f"{dst}_expand/bias", "vec", (channels,))]
+
+
+def _block_entries(block, src):
+    """(timm name, our flat name, layout, timm shape) for one resolved block."""
+    b, n, k = block.name, block.experts, block.kernel
+    cin, cout, mid = block.in_channels, block.out_channels, block.hidden_channels
+    entries = []
+    if block.kind == "mb" and mid is None:  # DepthwiseSeparableConv
+        if n:
+            raise ValueError(f"{b}: timm has no CondConv depthwise-separable block.")
+        entries += _dw(f"{src}.conv_dw", f"{b}_dwconv", cin, k) + _bn(f"{src}.bn1", f"{b}_bn", cin)
+        if block.se_channels:
+            entries += _se(f"{src}.se", f"{b}_se", cin, block.se_channels)
+        entries += _conv(f"{src}.conv_pw", f"{b}_project_conv", cout, cin, 1)
+        entries += _bn(f"{src}.bn2", f"{b}_project_bn", cout)
+    elif block.kind == "mb":  # InvertedResidual / CondConvResidual
+        if n:
+            entries += [(f"{src}.routing_fn.weight", f"{b}_routing/kernel", "dense", (n, cin)),
+                        (f"{src}.routing_fn.bias", f"{b}_routing/bias", "vec", (n,))]
+            entries += _cc(f"{src}.conv_pw", f"{b}_expand_conv", n, mid, cin, 1)
+        else:
+            entries += _conv(f"{src}.conv_pw", f"{b}_expand_conv", mid, cin, 1)
+        entries += _bn(f"{src}.bn1", f"{b}_expand_bn", mid)
+        if n:
+            entries += _cc(f"{src}.conv_dw", f"{b}_dwconv", n, mid, 1, k, depthwise=True)
+        else:
+            entries += _dw(f"{src}.conv_dw", f"{b}_dwconv", mid, k)
+        entries += _bn(f"{src}.bn2", f"{b}_bn", mid)
+        if block.se_channels:
+            entries += _se(f"{src}.se", f"{b}_se", mid, block.se_channels)
+        if n:
+            entries += _cc(f"{src}.conv_pwl", f"{b}_project_conv", n, cout, mid, 1)
+        else:
+            entries += _conv(f"{src}.conv_pwl", f"{b}_project_conv", cout, mid, 1)
+        entries += _bn(f"{src}.bn3", f"{b}_project_bn", cout)
+    elif mid is not None:  # EdgeResidual
+        entries += _conv(f"{src}.conv_exp", f"{b}_expand_conv", mid, cin, k)
+        entries += _bn(f"{src}.bn1", f"{b}_expand_bn", mid)
+        if block.se_channels:
+            entries += _se(f"{src}.se", f"{b}_se", mid, block.se_channels)
+        entries += _conv(f"{src}.conv_pwl", f"{b}_project_conv", cout, mid, 1)
+        entries += _bn(f"{src}.bn2", f"{b}_project_bn", cout)
+    else:  # ConvBnAct
+        if block.se_channels:
+            raise ValueError(f"{b}: timm's ConvBnAct block has no squeeze-excitation.")
+        entries += _conv(f"{src}.conv", f"{b}_project_conv", cout, cin, k)
+        entries += _bn(f"{src}.bn1", f"{b}_project_bn", cout)
+    return entries
+
+
+def expected_tensors(spec, classes: int | None = 1000) -> list[tuple]:
+    """Every tensor a timm state dict of ``spec`` holds: ``(timm name, our flat name, layout,
+    timm shape)``, with the classifier when ``classes`` is given.
+
+    Example:
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.convert.timm import expected_tensors
+        >>> entries = expected_tensors(get_spec("efficientnet_b0"))
+        >>> entries[0][:2], len(entries)
+        (('conv_stem.weight', 'stem_conv/kernel'), 311)
+    """
+    from ...specs import resolve
+
+    resolved = resolve(spec)
+    entries = _conv("conv_stem", "stem_conv", resolved.stem_channels, 3, 3)
+    entries += _bn("bn1", "stem_bn", resolved.stem_channels)
+    stage_index: dict[int, int] = {}
+    for block in resolved.blocks:
+        j = stage_index.get(block.stage, 0)
+        stage_index[block.stage] = j + 1
+        entries += _block_entries(block, f"blocks.{block.stage}.{j}")
+    last = resolved.blocks[-1].out_channels
+    entries += _conv("conv_head", "top_conv", resolved.head_channels, last, 1)
+    entries += _bn("bn2", "top_bn", resolved.head_channels)
+    if classes:
+        entries += [("classifier.weight", "predictions/kernel", "dense", (classes, resolved.head_channels)),
+                    ("classifier.bias", "predictions/bias", "vec", (classes,))]
+    return entries
+
+
+def _to_keras(array, layout):
+    if layout == "vec":
+        return array
+    if layout == "conv":
+        return np.transpose(array, (2, 3, 1, 0))
+    if layout == "dw":
+        return np.transpose(array, (2, 3, 0, 1))
+    if layout == "dense":
+        return np.transpose(array)
+    kind = layout[0]
+    experts = array.shape[0]
+    if kind == "cc_conv":
+        _, out, inp, k = layout
+        return np.transpose(array.reshape(experts, out, inp, k, k), (0, 3, 4, 2, 1))
+    if kind == "cc_dw":
+        _, channels, k = layout
+        return np.transpose(array.reshape(experts, channels, 1, k, k), (0, 3, 4, 1, 2))
+    raise ValueError(f"Unknown layout {layout!r}.")
+
+
+def _classes(state) -> int | None:
+    weight = state.get("classifier.weight")
+    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
+
+
+def _show(items):
+    items = sorted(items)
+    return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+
+
+def convert_state_dict(state: dict, spec, source: str = "<state dict>") -> Converted:
+    """Convert a timm state dict (``{name: array}``) for a model of ``spec``, strictly.
+
+    Raises:
+        ValueError: listing tensors the spec does not expect, expected tensors that are
+            missing, and tensors of the wrong shape.
+
+    Example:
+        >>> import timm, torch
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.convert.timm import convert_state_dict
+        >>> sd = {k: v.numpy() for k, v in timm.create_model("efficientnet_lite0").state_dict().items()}
+        >>> conv = convert_state_dict(sd, get_spec("efficientnet_lite0"))
+        >>> conv.arrays["block2a_dwconv/kernel"].shape
+        (3, 3, 96, 1)
+    """
+    classes = _classes(state)
+    entries = expected_tensors(spec, classes)
+    consumed = {k: "BatchNorm update counter (training bookkeeping)"
+                for k in state if k.endswith(".num_batches_tracked")}
+    expected = {e[0] for e in entries}
+    unexpected = set(state) - expected - set(consumed)
+    missing = expected - set(state)
+    wrong = [f"{name} {tuple(state[name].shape)} (expected {shape})"
+             for name, _, _, shape in entries
+             if name in state and tuple(state[name].shape) != tuple(shape)]
+    if unexpected or missing or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"shapes differ: {_show(wrong)}")
+        if missing:
+            parts.append(f"missing tensors: {_show(missing)}")
+        if unexpected:
+            parts.append(f"tensors {spec.name} has no place for: {_show(unexpected)}")
+        hint = ""
+        try:
+            guesses = candidates(state)
+        except Exception:  # the hint is best effort; the error above is the message
+            guesses = []
+        if guesses:
+            hint = f" The tensors fit {', '.join(guesses[:6])}."
+        raise ValueError(f"{source} is not a timm {spec.name} state dict: " + "; ".join(parts)
+                         + f".{hint} Build the matching variant, or check the file.")
+    arrays = {dst: _to_keras(np.asarray(state[src]), layout) for src, dst, layout, _ in entries}
+    return Converted(arrays, consumed, source=source, format="timm", head_names=HEAD_NAMES)
+
+
+def read(path: str, spec) -> Converted:
+    """Read a timm checkpoint file for a model of ``spec`` (see :func:`convert_state_dict`)."""
+    return convert_state_dict(load_state_dict(path), spec, source=path)
+
+
+def candidates(state: dict) -> list[str]:
+    """The timm variant names whose tensors (names and shapes) are exactly ``state``'s.
+
+    Names that differ only in conventions the tensors do not record (padding, BatchNorm
+    epsilon: ``efficientnet_b0`` and ``tf_efficientnet_b0``) all match.
+    """
+    from ...specs.variants import TIMM_NAMES, VARIANTS
+
+    have = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(".num_batches_tracked")}
+    classes = _classes(state)
+    stem = have.get("conv_stem.weight")
+    found = []
+    for name in TIMM_NAMES:
+        try:
+            entries = expected_tensors(VARIANTS[name], classes)
+        except ValueError:
+            continue
+        if entries[0][3] != stem or len(entries) != len(have):
+            continue
+        if all(have.get(src) == tuple(shape) for src, _, _, shape in entries):
+            found.append(name)
+    return found
+
+
+def infer(path: str) -> dict:
+    """Which variant a timm checkpoint holds: ``{"variant", "candidates", "classes"}``.
+
+    ``variant`` prefers the TF-port name (``tf_...``) when both conventions fit, since the
+    tensors cannot tell the padding convention.
+
+    Raises:
+        ValueError: when no variant we can build has exactly these tensors.
+    """
+    state = load_state_dict(path)
+    found = candidates(state)
+    if not found:
+        raise ValueError(f"{path!r} is a timm state dict, but of no EfficientNet variant this "
+                         "package builds (pruned, GroupNorm, or another architecture?).")
+    preferred = sorted(found, key=lambda n: (not n.startswith("tf_"), found.index(n)))
+    return {"variant": preferred[0], "candidates": found, "classes": _classes(state)}
+
+
+register_format("timm", sniff, read, infer)

@@ -1,0 +1,156 @@
+"""The training recipe: learning-rate formula, RMSprop settings, drop-path schedule, progressive
+learning, augmentation, and data-parallel fit on 2 host devices (JAX)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND, to_numpy
+from keras_efficientnet import build_efficientnet, get_spec
+from keras_efficientnet.layers import StochasticDepth
+from keras_efficientnet.specs import resolve
+from keras_efficientnet.training.recipe import (NVIDIA, PAPER, WarmupCosineDecay, apply_stage,
+                                                augmenter, drop_path_schedule, progressive_stages)
+
+
+@pytest.mark.parametrize("recipe,batch", [(PAPER, 512), (NVIDIA, 1024)])
+def test_learning_rate_formula(recipe, batch):
+    steps_per_epoch, epochs = 50, 20
+    schedule = recipe.schedule(batch, steps_per_epoch, epochs)
+    peak = recipe.base_learning_rate * batch / recipe.base_batch_size
+    warm = int(recipe.warmup_epochs * steps_per_epoch)
+    total = steps_per_epoch * epochs
+    assert math.isclose(float(schedule(warm)), peak, rel_tol=1e-6)  # end of warm-up
+    assert math.isclose(float(schedule(warm // 2)), peak * (warm // 2) / warm, rel_tol=1e-6)
+    mid = (warm + total) // 2
+    expected_mid = peak * 0.5 * (1 + math.cos(math.pi * (mid - warm) / (total - warm)))
+    assert math.isclose(float(schedule(mid)), expected_mid, rel_tol=1e-5)
+    assert float(schedule(total)) == pytest.approx(peak * recipe.min_lr_fraction, abs=1e-9)
+    assert (PAPER.learning_rate(4096), NVIDIA.learning_rate(4096)) == pytest.approx((0.256, 0.08))
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert float(restored(mid)) == pytest.approx(float(schedule(mid)))
+
+
+def test_optimizer_settings():
+    opt = NVIDIA.optimizer(256, steps_per_epoch=10, epochs=3)
+    assert isinstance(opt, keras.optimizers.RMSprop)
+    assert (opt.rho, opt.momentum, opt.epsilon, opt.weight_decay) == (0.9, 0.9, 0.01, 1e-5)
+    assert opt.use_ema and opt.ema_momentum == 0.9999
+    assert PAPER.loss().label_smoothing == 0.1
+    # Keras' RMSprop puts epsilon inside the sqrt, like TF1 (the paper): one step by hand
+    var = keras.Variable(np.ones(3, "float32"))
+    rms = keras.optimizers.RMSprop(0.1, rho=0.9, momentum=0.0, epsilon=1e-3)
+    g = np.array([0.1, 0.01, 0.0], "float32")
+    rms.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    ms = 0.1 * g ** 2
+    np.testing.assert_allclose(to_numpy(var), 1 - 0.1 * g / np.sqrt(ms + 1e-3), rtol=1e-5)
+
+
+def test_drop_path_rates_linear_after_depth_scaling():
+    spec = get_spec("EfficientNetB0").replace(width=0.25, depth=1.5)  # 16 -> 26 blocks
+    rates = drop_path_schedule(spec, 0.3)
+    n = len(resolve(spec).blocks)
+    assert n == 26 and len(rates) == n
+    np.testing.assert_allclose([r for _, r in rates], [0.3 * i / n for i in range(n)])
+    model = build_efficientnet(spec, include_top=False, input_shape=(32, 32, 3),
+                               drop_connect_rate=0.3)
+    built = {l.name: l.drop.rate for l in model.layers if getattr(l, "drop", None) is not None}
+    assert all(isinstance(model.get_layer(b).drop, StochasticDepth) for b in built)
+    assert built == {name: pytest.approx(rate) for name, rate in rates if name in built}
+
+
+def test_progressive_stages_change_size_and_regularisation():
+    stages = progressive_stages("EfficientNetV2S", epochs=12)
+    assert [s.image_size for s in stages] == [128, 185, 242, 300]
+    assert [s.start_epoch for s in stages] == [0, 3, 6, 9] and stages[-1].end_epoch == 12
+    assert stages[0].dropout == 0.1 and stages[-1].dropout == 0.3
+    assert [s.randaugment_magnitude for s in stages] == pytest.approx([5, 8.333, 11.667, 15], abs=1e-3)
+    assert [s.mixup_alpha for s in progressive_stages("EfficientNetV2L", 4)] == \
+        pytest.approx([0, 0.133, 0.267, 0.4], abs=1e-3)
+    # one model, trained at the stages' sizes: its dropout follows, its input size is free
+    model = build_efficientnet(get_spec("EfficientNetV2B0").replace(width=0.25, depth=0.1),
+                               input_shape=(None, None, 3), classes=2)
+    small = progressive_stages(_tiny_config(), 2)
+    for stage in small:
+        apply_stage(model, stage)
+        assert model.get_layer("top_dropout").rate == stage.dropout
+        x = np.zeros((2, stage.image_size, stage.image_size, 3), "float32")
+        assert tuple(model(x, training=False).shape) == (2, 2)
+    assert small[0].image_size != small[1].image_size
+    fixed = build_efficientnet(get_spec("EfficientNetV2B0").replace(width=0.25, depth=0.1),
+                               input_shape=(32, 32, 3), classes=2)
+    with pytest.raises(ValueError, match="None, None"):
+        apply_stage(fixed, small[1])
+
+
+def _tiny_config():
+    from keras_efficientnet.training.recipe import ProgressiveConfig
+    return ProgressiveConfig(32, 48, 48, (0.1, 0.3), (5, 15), (0.0, 0.2), num_stages=2)
+
+
+def test_augmenter_mixes_labels():
+    fn = augmenter(4, randaugment_magnitude=9, mixup_alpha=0.4, cutmix=1.0, seed=0)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    out, labels = fn(images, np.array([0, 1, 2, 3, 0, 1]))
+    labels = to_numpy(labels)
+    assert tuple(out.shape) == images.shape and labels.shape == (6, 4)
+    np.testing.assert_allclose(labels.sum(-1), 1.0, rtol=1e-5)
+    assert (labels.max(-1) < 1.0).any()  # mixed
+
+
+DP_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np, keras
+    from keras_efficientnet import build_efficientnet, get_spec
+    from keras_efficientnet.training.distribute import data_parallel
+    assert len(keras.distribution.list_devices()) == 2, keras.distribution.list_devices()
+    spec = get_spec("EfficientNetB0").replace(width=0.25, depth=0.1)
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 3
+
+    class Losses(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen = []
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append(float(logs["loss"]))
+
+    def run(init=None):
+        model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=3, dropout_rate=0.0,
+                                   drop_connect_rate=0.0)
+        if init is not None:
+            model.set_weights(init)
+        start = [w.copy() for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+        cb = Losses()
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[cb])
+        return start, cb.seen
+
+    init, single = run()
+    with data_parallel() as dist:
+        _, parallel = run(init)
+        mesh = [int(d) for d in dist.device_mesh.shape]
+    print(json.dumps({"single": single, "parallel": parallel, "mesh": mesh}))
+""")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel runs on JAX")
+def test_data_parallel_jax_matches_single_device(tmp_path):
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    script = tmp_path / "dp.py"
+    script.write_text(DP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=os.path.dirname(__file__))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["mesh"] == [2]
+    assert len(result["single"]) == 4
+    np.testing.assert_allclose(result["parallel"], result["single"], rtol=1e-4)
+    assert result["single"][-1] != result["single"][0]  # it trained
