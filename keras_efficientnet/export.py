@@ -7,15 +7,17 @@ format        tensorflow backend     jax backend            torch backend
 ============  =====================  =====================  ==========================
 saved_model   native (Keras export)  native (jax2tf)        TensorFlow subprocess
 tflite        native (TF converter)  TensorFlow subprocess  TensorFlow subprocess
-onnx          native (tf2onnx)       TensorFlow subprocess  native (torch.onnx)
+onnx          native (tf2onnx)       TensorFlow subprocess  TensorFlow subprocess
 ============  =====================  =====================  ==========================
 
 "TensorFlow subprocess" means: the model is saved as a ``.keras`` file (architecture + weights),
 reloaded by a child Python process with ``KERAS_BACKEND=tensorflow`` and exported there. The
 artifact is then verified in the calling process against the original model on its own backend.
 Keras cannot write a SavedModel from torch (``torch.export`` rejects the dynamic batch spec),
-LiteRT from torch needs the ``litert-torch`` package and from JAX is not offered at all, and
-ONNX from JAX needs ``jax2onnx``; the subprocess route needs none of these.
+LiteRT from torch needs the ``litert-torch`` package and from JAX is not offered at all,
+ONNX from JAX needs ``jax2onnx``, and Keras' ``torch.onnx`` route fails on these models
+("Cannot insert a Tensor that requires grad as a constant"); the subprocess route needs none
+of these.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ QUANTIZATIONS = {"saved_model": (None,), "onnx": (None,),
                  "tflite": (None, "float16", "dynamic_int8", "int8")}
 #: formats Keras produces in-process on each backend.
 NATIVE_ROUTES = {"tensorflow": ("saved_model", "tflite", "onnx"), "jax": ("saved_model",),
-                 "torch": ("onnx",)}
+                 "torch": ()}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 __all__ = ["export", "ExportResult", "run_artifact", "load_images", "fuse_batchnorm", "FORMATS",

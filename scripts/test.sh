@@ -9,7 +9,7 @@ status=0
 for backend in ${BACKENDS:-tensorflow jax torch}; do
   echo "=== KERAS_BACKEND=$backend"
   start=$(date +%s)
-  KERAS_BACKEND=$backend python -m pytest -m "not slow" -q -p no:cacheprovider "$@"
+  KERAS_BACKEND=$backend python -m pytest -m "not slow" -q -p no:cacheprovider -n 2 --dist loadfile "$@"
   rc=$?
   echo "=== KERAS_BACKEND=$backend exit $rc in $(( $(date +%s) - start ))s"
   [ $rc -ne 0 ] && status=1

@@ -1,18 +1,23 @@
-"""Print the README's variant table: parameters (Keras count_params, BatchNorm statistics
-included; with the 1000-class classifier) and default resolution of every constructor.
+"""Print the README's variant table: parameters (both conventions), multiply-adds and default
+resolution of every public constructor, from the specs (no model is built; the counts are
+tested against keras.applications, timm and torchvision in tests/).
 
-usage: KERAS_BACKEND=tensorflow python scripts/variant_table.py > /tmp/table.md
+usage: python scripts/variant_table.py
 """
 
-import keras_efficientnet as ke
+from keras_efficientnet.flops import count_flops_spec, count_params_spec
 from keras_efficientnet.models.constructors import CONSTRUCTORS
-from keras_efficientnet.pretrained.registry import has_weights
+from keras_efficientnet.pretrained.registry import get_weights, has_weights
+from keras_efficientnet.specs import get_spec
 
-print("| constructor | parameters | trainable | resolution | `weights=\"imagenet\"` from |")
-print("|---|---:|---:|---:|---|")
-for name, constructor in CONSTRUCTORS.items():
-    model = constructor(weights=None, input_shape=(32, 32, 3))
-    trainable = int(sum(__import__("numpy").prod(w.shape) for w in model.trainable_weights))
-    source = ke.list_weights(name)[0].source if has_weights(name, "imagenet") else "-"
-    print(f"| `{name}` | {model.count_params() / 1e6:.2f}M | {trainable / 1e6:.2f}M | "
-          f"{ke.get_spec(name).resolution} | {source} |")
+print("| constructor | parameters | trainable | GMACs | resolution | `weights=\"imagenet\"` from |")
+print("|---|---:|---:|---:|---:|---|")
+for name in CONSTRUCTORS:
+    spec = get_spec(name)
+    total, trainable = count_params_spec(spec)
+    source = "-"
+    if has_weights(name, "imagenet"):
+        default = get_weights(name, "imagenet")
+        source = f"{default.source} (`{default.tag}`, top-1 {default.top1})"
+    print(f"| `{name}` | {total / 1e6:.2f}M | {trainable / 1e6:.2f}M | "
+          f"{count_flops_spec(spec) / 1e9:.2f} | {spec.resolution} | {source} |")

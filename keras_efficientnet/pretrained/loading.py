@@ -22,7 +22,7 @@ from .convert import keras_applications, flat_h5  # noqa: F401  (register format
 from .convert import torchvision as _torchvision_format  # noqa: F401  (registers "torchvision")
 from .convert import efficientnet_pytorch as _efficientnet_pytorch_format  # noqa: F401  (registers it)
 from .convert import timm as _timm_format  # noqa: F401  (registers "timm")
-from .convert.base import Converted, detect_format, read_checkpoint
+from .convert.base import Converted, detect_format, read_checkpoint, show_names
 from .naming import flat_weights
 
 log = logging.getLogger("keras_efficientnet")
@@ -157,8 +157,7 @@ def assign(model, converted: Converted, include_top: bool) -> None:
                   for n in sorted(set(targets) & set(arrays))
                   if tuple(arrays[n].shape) != tuple(targets[n].shape)]
     if missing or unexpected or mismatched:
-        def show(items):
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+        show = show_names
         parts = []
         head = "predictions/kernel"
         if head in arrays and head in targets and tuple(arrays[head].shape) != tuple(targets[head].shape):

@@ -29,6 +29,20 @@ class Converted:
     head_names: tuple[str, ...] = ("predictions/kernel", "predictions/bias")
 
 
+def show_names(items, limit: int = 8) -> str:
+    """A sorted, comma-separated list of at most ``limit`` names, with the total when cut:
+    how every converter lists missing, left-over or mis-shaped tensors in its errors.
+
+    Example:
+        >>> from keras_efficientnet.pretrained.convert.base import show_names
+        >>> show_names(["b", "a", "c"], limit=2)
+        'a, b ... (3 in all)'
+    """
+    items = sorted(items)
+    more = f" ... ({len(items)} in all)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 # name -> (sniff(path) -> bool, read(path, spec) -> Converted)
 _FORMATS: dict[str, tuple[Callable, Callable]] = {}
 # name -> infer(path) -> dict (at least {"variant": str, "classes": int | None}); for from_checkpoint

@@ -34,7 +34,7 @@ import zipfile
 
 import numpy as np
 
-from .base import Converted, register_format
+from .base import Converted, register_format, show_names
 
 FORMAT = "efficientnet_pytorch"
 #: bytes that identify the format inside the pickled key list.
@@ -264,8 +264,7 @@ def convert_state_dict(state: dict, spec, source: str = "state dict") -> Convert
     mapping = plan(spec, _classes(state))
     missing, unexpected, shapes = _mismatch(state, mapping)
     if missing or unexpected or shapes:
-        def show(items):
-            return ", ".join(items[:6]) + (f" ... ({len(items)} in all)" if len(items) > 6 else "")
+        show = show_names
         parts = []
         if shapes:
             parts.append(f"shapes differ: {show(shapes)}")

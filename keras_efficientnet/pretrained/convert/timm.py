@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from .base import Converted, register_format
+from .base import Converted, register_format, show_names
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -262,9 +262,7 @@ def _classes(state) -> int | None:
     return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
 
 
-def _show(items):
-    items = sorted(items)
-    return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+_show = show_names
 
 
 def convert_state_dict(state: dict, spec, source: str = "<state dict>") -> Converted:

@@ -31,7 +31,7 @@ import zipfile
 import numpy as np
 
 from ...specs import VARIANTS, get_spec, resolve
-from .base import Converted, register_format
+from .base import Converted, register_format, show_names
 from .shapes import expected_shapes
 
 FORMAT = "torchvision"
@@ -359,9 +359,7 @@ def convert(state: dict, spec, source: str = "state dict") -> Converted:
                 left.pop(counter)
                 consumed[counter] = CONSUMED_REASON
     if missing or left:
-        def show(items):
-            items = sorted(items)
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+        show = show_names
         parts = []
         if missing:
             parts.append(f"keys the model needs are missing: {show(missing)}")
