@@ -1,5 +1,6 @@
-"""The training recipe: learning-rate formula, RMSprop settings, drop-path schedule, progressive
-learning, augmentation, and data-parallel fit on 2 host devices (JAX)."""
+"""The training recipe: learning-rate formula, RMSprop settings, weight EMA, drop-path schedule,
+progressive learning, augmentation, and data-parallel fit on 2 host devices (JAX DataParallel,
+TensorFlow MirroredStrategy)."""
 
 import json
 import math
@@ -51,6 +52,43 @@ def test_optimizer_settings():
     rms.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
     ms = 0.1 * g ** 2
     np.testing.assert_allclose(to_numpy(var), 1 - 0.1 * g / np.sqrt(ms + 1e-3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_weight_ema_matches_numpy(warmup):
+    """The recipe's EMA equals an EMA computed in NumPy over the recorded weight trajectory:
+    first step copies the weights, then decay min(m, (1 + t) / (10 + t)) (TF's
+    ExponentialMovingAverage with num_updates) or the fixed m (Keras' own rule)."""
+    momentum = 0.9
+    model = build_efficientnet(get_spec("EfficientNetB0").replace(width=0.25, depth=0.1),
+                               input_shape=(32, 32, 3), classes=3, dropout_rate=0.0,
+                               drop_connect_rate=0.0)
+    recipe = PAPER.replace(ema_momentum=momentum, ema_warmup=warmup, label_smoothing=0.0,
+                           base_learning_rate=0.05, base_batch_size=8, warmup_epochs=0)
+    model.compile(optimizer=recipe.optimizer(8, steps_per_epoch=6, epochs=1),
+                  loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 3
+    trajectory = []
+    for _ in range(6):
+        model.train_on_batch(x, y)
+        trajectory.append([to_numpy(v).astype("float64") for v in model.trainable_variables])
+    average = trajectory[0]
+    for t, weights in enumerate(trajectory[1:], start=1):
+        decay = min(momentum, (1 + t) / (10 + t)) if warmup else momentum
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+    assert not np.allclose(trajectory[-1][0], trajectory[0][0])  # the weights moved
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    for v, expected, last in zip(model.trainable_variables, average, trajectory[-1]):
+        np.testing.assert_allclose(to_numpy(v), expected, rtol=1e-5, atol=1e-6, err_msg=v.path)
+    # warm-up: the average of 6 steps stays close to the recent weights, not the first ones
+    kernel = [i for i, v in enumerate(model.trainable_variables) if v.path.endswith("stem_conv/kernel")][0]
+    moved = np.abs(trajectory[-1][kernel] - trajectory[0][kernel]).sum()
+    gap = np.abs(average[kernel] - trajectory[-1][kernel]).sum()
+    assert (gap < 0.5 * moved) == warmup, (gap, moved)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+    assert restored.ema_warmup == warmup
 
 
 def test_drop_path_rates_linear_after_depth_scaling():
@@ -156,3 +194,61 @@ def test_data_parallel_jax_matches_single_device(tmp_path):
     assert len(result["single"]) == 4
     np.testing.assert_allclose(result["parallel"], result["single"], rtol=1e-4)
     assert result["single"][-1] != result["single"][0]  # it trained
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_efficientnet import build_efficientnet, get_spec
+    from keras_efficientnet.training import unfreeze_top
+    from keras_efficientnet.training.distribute import data_parallel
+    spec = get_spec("EfficientNetB0").replace(width=0.25, depth=0.1)
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 3
+
+    class Losses(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen = []
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append(float(logs["loss"]))
+
+    def run(init=None):
+        model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=3, dropout_rate=0.0,
+                                   drop_connect_rate=0.0)
+        # fine-tuning setting: BatchNorm frozen (per-replica batch statistics would differ)
+        unfreeze_top(model)
+        if init is not None:
+            model.set_weights(init)
+        start = [w.copy() for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        cb = Losses()
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[cb])
+        return start, cb.seen, model.get_weights()
+
+    init, single, w_single = run()
+    with data_parallel():
+        _, parallel, w_parallel = run(init)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    print(json.dumps({"single": single, "parallel": parallel, "replicas": replicas,
+                      "moved": max(float(np.abs(a - b).max()) for a, b in zip(w_single, init)),
+                      "diff": max(float(np.abs(a - b).max()) for a, b in zip(w_single, w_parallel))}))
+""")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute.MirroredStrategy is TensorFlow's")
+def test_mirrored_strategy_matches_single_device(tmp_path):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=os.path.dirname(__file__))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert len(result["single"]) == 4
+    np.testing.assert_allclose(result["parallel"], result["single"], rtol=1e-5)
+    assert result["moved"] > 1e-3  # it trained
+    assert result["diff"] < 1e-5 * max(1.0, result["moved"]) * 10

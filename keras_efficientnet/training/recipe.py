@@ -22,6 +22,14 @@ passed unchanged. PyTorch's ``torch.optim.RMSprop`` puts epsilon *outside*
 1.0 while Keras starts it at 0 (only the first few steps differ), and the paper's weight decay is
 an L2 term in the loss while Keras' ``weight_decay`` is decoupled (``w -= lr * wd * w``).
 
+Weight EMA. The paper evaluates an exponential moving average of the weights (decay 0.9999),
+kept as TensorFlow's ``ExponentialMovingAverage`` with ``num_updates=global_step`` does: the
+decay used at step ``t`` is ``min(decay, (1 + t) / (10 + t))``, so early in training the average
+follows the weights closely instead of staying at the initialisation. Keras' built-in
+``use_ema`` uses the fixed decay from the first step (and ``fit`` ends by overwriting the weights
+with the average), which after a short fine-tune returns almost the initial weights;
+:class:`RMSpropEMA` adds the warm-up and is what :meth:`Recipe.optimizer` returns.
+
 Also here: stochastic-depth rates per block (:func:`drop_path_schedule`), augmentation from
 Keras core layers (``RandAugment``, ``MixUp``, ``CutMix``: :func:`augmenter`), and
 EfficientNetV2's progressive learning (:func:`progressive_stages`, :func:`apply_stage`).
@@ -123,6 +131,56 @@ class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
                 "label_smoothing": self.label_smoothing, "from_logits": self.from_logits}
 
 
+@keras.saving.register_keras_serializable(package="keras_efficientnet")
+class RMSpropEMA(keras.optimizers.RMSprop):
+    """Keras ``RMSprop`` whose weight EMA warms up like TensorFlow's ``ExponentialMovingAverage``.
+
+    With ``use_ema=True`` the average is updated after every step ``t`` (0-based) with the decay
+    ``min(ema_momentum, (1 + t) / (10 + t))`` (``ema_warmup=True``) or ``ema_momentum``
+    (``ema_warmup=False``, Keras' behaviour); the first step copies the weights. As with any
+    Keras optimizer, ``fit`` ends by writing the average into the model
+    (``finalize_variable_values``).
+
+    Args:
+        ema_warmup: use the warm-up decay.
+        **kwargs: ``keras.optimizers.RMSprop`` arguments.
+
+    Example:
+        >>> from keras_efficientnet.training.recipe import RMSpropEMA
+        >>> opt = RMSpropEMA(1e-3, use_ema=True, ema_momentum=0.9999)
+        >>> [round(opt.ema_decay(t), 4) for t in (1, 10, 1000)]
+        [0.1818, 0.55, 0.9911]
+    """
+
+    def __init__(self, *args, ema_warmup: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_warmup = bool(ema_warmup)
+
+    def ema_decay(self, step):
+        """The EMA decay used after step ``step`` (0-based; a number or a tensor)."""
+        if not self.ema_warmup:
+            return self.ema_momentum
+        if isinstance(step, (int, float)):
+            return min(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        step = keras.ops.cast(step, "float32")
+        return keras.ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        # Keras calls this after each update step, before ``iterations`` is incremented.
+        if not self.use_ema:
+            return
+        first = keras.ops.equal(self.iterations, 0)
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is None:
+                continue
+            decay = keras.ops.cast(self.ema_decay(self.iterations), var.dtype)
+            decay = keras.ops.where(first, keras.ops.zeros_like(decay), decay)
+            average.assign(decay * average + (1 - decay) * var)
+
+    def get_config(self):
+        return {**super().get_config(), "ema_warmup": self.ema_warmup}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """A training recipe. Use :meth:`replace` to change fields.
@@ -142,6 +200,9 @@ class Recipe:
         drop_path: final stochastic-depth rate (blocks get linearly increasing rates).
         dropout: dropout before the classifier.
         ema_momentum: decay of the exponential moving average of the weights (0: no EMA).
+        ema_warmup: warm the EMA decay up as ``min(ema_momentum, (1 + t) / (10 + t))``
+            (TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``), see
+            :class:`RMSpropEMA`.
         randaugment_magnitude: 0 for no RandAugment.
         randaugment_ops: operations per image.
         mixup_alpha: 0 for no MixUp.
@@ -167,6 +228,7 @@ class Recipe:
     drop_path: float = 0.2
     dropout: float = 0.2
     ema_momentum: float = 0.9999
+    ema_warmup: bool = True
     randaugment_magnitude: float = 0.0
     randaugment_ops: int = 2
     mixup_alpha: float = 0.0
@@ -209,7 +271,7 @@ class Recipe:
         return WarmupCosineDecay(self.learning_rate(batch_size), total, warmup, self.min_lr_fraction)
 
     def optimizer(self, batch_size: int, steps_per_epoch: int, epochs: int | None = None):
-        """RMSprop with this recipe's schedule, weight decay and EMA.
+        """RMSprop with this recipe's schedule, weight decay and EMA (:class:`RMSpropEMA`).
 
         Example:
             >>> from keras_efficientnet.training.recipe import PAPER
@@ -217,11 +279,12 @@ class Recipe:
             >>> opt.rho, opt.momentum, opt.epsilon, opt.use_ema, opt.ema_momentum
             (0.9, 0.9, 0.001, True, 0.9999)
         """
-        return keras.optimizers.RMSprop(
+        return RMSpropEMA(
             learning_rate=self.schedule(batch_size, steps_per_epoch, epochs), rho=self.rho,
             momentum=self.momentum, epsilon=self.epsilon,
             weight_decay=self.weight_decay or None, use_ema=self.ema_momentum > 0,
-            ema_momentum=self.ema_momentum if self.ema_momentum > 0 else 0.99)
+            ema_momentum=self.ema_momentum if self.ema_momentum > 0 else 0.99,
+            ema_warmup=self.ema_warmup)
 
     def loss(self):
         """Categorical cross-entropy with label smoothing (one-hot or mixed labels).
