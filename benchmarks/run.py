@@ -125,8 +125,9 @@ def worker(args):
     for variant in args.variants:
         res = args.resolution
         names = {"ours": ("ours", None), "ka": ("ka", None)}
-        for impl in args.depthwise_impls:
-            names[f"ours[{impl}]"] = ("ours", impl)
+        if variant in args.impl_variants:
+            for impl in args.depthwise_impls:
+                names[f"ours[{impl}]"] = ("ours", impl)
         models = {}
         for name, (which, impl) in names.items():
             _log(f"[{backend}] building {name} {variant} @{res}")
@@ -164,6 +165,11 @@ def worker(args):
                 results.append({"backend": backend, "variant": variant, "model": name,
                                 "metric": f"infer_b{batch}", **_stats(seconds, batch)})
 
+        if variant not in args.train_variants:
+            if args.exports and backend == "tensorflow":
+                results.extend(_export_timings(models["ours"], variant, args, rng))
+            del models, timm_model
+            continue
         batch = args.train_batch
         x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
         y = rng.integers(0, 1000, (batch,))
@@ -281,6 +287,7 @@ def _common_args(args):
            "--batches", *map(str, args.batches), "--train-batch", str(args.train_batch),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     out += ["--depthwise-impls", *args.depthwise_impls]
+    out += ["--train-variants", *args.train_variants, "--impl-variants", *args.impl_variants]
     if not args.fold:
         out.append("--no-fold")
     if not args.exports:
@@ -462,7 +469,12 @@ def _finish(report, out, docs=None):
     _write(os.path.join(out, "latest.md"), text)
     chart(report, os.path.join(out, "latest.png"))
     if docs:
-        rel = os.path.relpath(os.path.join(out, "latest.png"), os.path.dirname(os.path.abspath(docs)))
+        # the docs site only serves files under docs/: copy the chart next to the page
+        import shutil
+        assets = os.path.join(os.path.dirname(os.path.abspath(docs)), "assets")
+        os.makedirs(assets, exist_ok=True)
+        shutil.copyfile(os.path.join(out, "latest.png"), os.path.join(assets, "benchmarks.png"))
+        rel = "assets/benchmarks.png"
         body = text.split("\n", 2)[2]  # the table page without its title
         _write(docs, DOCS_HEADER.replace("{chart}", rel) + body)
     print(text)
@@ -500,6 +512,10 @@ def main(argv=None):
     p.add_argument("--depthwise-impls", nargs="*", default=["keras", "shifted"],
                    choices=["keras", "shifted"],
                    help="also time our model forced to these depthwise implementations")
+    p.add_argument("--train-variants", nargs="*", default=["EfficientNetB0"],
+                   help="variants whose training step is timed (default: B0)")
+    p.add_argument("--impl-variants", nargs="*", default=["EfficientNetB0"],
+                   help="variants for which the forced depthwise implementations are timed")
     p.add_argument("--no-fold", dest="fold", action="store_false",
                    help="skip our BatchNorm-folded inference model")
     p.add_argument("--no-exports", dest="exports", action="store_false",

@@ -166,6 +166,21 @@ def test_predictions_are_float32_under_mixed_precision():
 
 # --- bad input ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("name", ["EfficientNetB0", "EfficientNetV2B0", "EfficientNetLite0",
+                                  "EfficientNetEdgeTPUS", "tf_efficientnet_cc_b0_4e"])
+def test_every_layer_built_at_construction(name):
+    """keras.applications' models have no unbuilt (sub)layer after construction; neither may
+    ours. An unbuilt sublayer (the stochastic-depth layer, never called in inference) made Keras'
+    JAX predict run the whole model eagerly, op by op, before compiling: B0's first predict at
+    batch 32 took a minute instead of seconds (benchmarks/run.py first-call latency)."""
+    model = ke.create_model(name, weights=None, input_shape=(32, 32, 3))
+    if name == "EfficientNetB0":
+        reference = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3))
+        assert [l.name for l in reference._flatten_layers() if not l.built] == []
+    unbuilt = [f"{type(l).__name__} {l.name}" for l in model._flatten_layers() if not l.built]
+    assert unbuilt == []
+
+
 def test_unknown_variant():
     with pytest.raises(ValueError, match="Unknown EfficientNet variant 'EfficientNetB9'"):
         ke.create_model("EfficientNetB9")

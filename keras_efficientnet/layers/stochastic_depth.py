@@ -39,6 +39,13 @@ class StochasticDepth(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
         self.supports_masking = True
+        # No weights to create, and in inference the layer is never called: mark it built now
+        # (as keras.layers.Dropout does). An unbuilt sublayer makes Keras' JAX predict run the
+        # whole model eagerly once, op by op, before compiling (a minute for B0 at batch 32).
+        if hasattr(self, "_build_at_init"):
+            self._build_at_init()
+        else:  # pragma: no cover - older Keras
+            self.built = True
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:
