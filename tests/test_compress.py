@@ -10,6 +10,7 @@ import pytest
 
 from conftest import BACKEND, randomize_weights, to_numpy
 from keras_efficientnet import build_efficientnet, get_spec
+from keras_efficientnet.specs import resolve
 from keras_efficientnet.training import (ConstantSparsity, Distiller, MagnitudePruning,
                                          PolynomialDecay, distillation_loss,
                                          precompute_teacher_logits, prune_channels,
@@ -20,7 +21,9 @@ from keras_efficientnet.training.prune import prunable_layers
 SPEC = get_spec("EfficientNetB0").replace(width=0.25, depth=0.1)  # 7 blocks
 X = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
 Y = np.arange(8) % 3
-EAGER = BACKEND == "jax"  # a few steps: skip a slow XLA compile (as in test_finetune.py)
+# a few steps: on TensorFlow and PyTorch tracing the step costs more than it saves; on JAX eager
+# mode still compiles every op separately, so one compiled step is faster
+EAGER = BACKEND != "jax"
 
 
 def _model(spec=SPEC, classes=3, seed=1, **kw):
@@ -82,8 +85,11 @@ def test_distiller_fit_keeps_teacher_and_trains_student(tmp_path):
     distiller = Distiller(student, teacher, temperature=4.0, alpha=0.1)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
                       run_eagerly=EAGER)
-    history = distiller.fit(X, Y, batch_size=4, epochs=1, verbose=0)
+    # with a pruning callback too: it must prune the student and leave the teacher alone
+    pruning = MagnitudePruning(ConstantSparsity(0.5, frequency=1), layer_types=["depthwise"])
+    history = distiller.fit(X, Y, batch_size=4, epochs=1, verbose=0, callbacks=[pruning])
     assert np.isfinite(history.history["loss"]).all() and "accuracy" in history.history
+    assert all(r["sparsity"] >= 0.5 for r in sparsity_report(student, ["depthwise"]))
     assert not teacher.trainable
     for v in teacher.weights:  # weights and BatchNorm statistics bit-identical
         np.testing.assert_array_equal(to_numpy(v), teacher_before[v.path], err_msg=v.path)
@@ -114,27 +120,32 @@ def test_distiller_with_precomputed_teacher_logits():
         distiller.compute_loss(X[:2], Y[:2], distiller(X[:2]))
 
 
+# PyTorch trains these convnets on CPU several times slower than TensorFlow and JAX (about
+# 5 minutes for this test on the 2 shared cores here): there it runs with the slow tests.
+@(pytest.mark.slow if BACKEND == "torch" else (lambda f: f))
 def test_distillation_on_digits():
     """Short version of examples/compress.py: a tiny Lite0-shaped student taught by a trained
     teacher learns digits (well above chance). The full comparison with the student trained
     alone (same epochs and seed) is recorded by the example in docs/results/compression.md."""
     from keras_efficientnet.training.data import digits
     (x, y), (xv, yv), _ = digits(32, validation_split=0.2)
-    x, y, xv, yv = x[:480], y[:480], xv[:200], yv[:200]
+    x, y, xv, yv = x[:320], y[:320], xv[:200], yv[:200]
     keras.utils.set_random_seed(0)
-    kw = dict(input_shape=(32, 32, 3), classes=10, classifier_activation=None, weights=None)
-    teacher = build_efficientnet(get_spec("EfficientNetB0").replace(width=0.5, depth=0.2), **kw)
-    teacher.compile(optimizer=keras.optimizers.Adam(3e-3),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
-    teacher.fit(x, y, batch_size=32, epochs=4, verbose=0)
-    student = build_efficientnet(get_spec("EfficientNetLite0").replace(width=0.25, depth=0.2),
-                                 **kw)
+    kw = dict(input_shape=(32, 32, 3), classes=10, classifier_activation=None, weights=None,
+              dropout_rate=0.0, drop_connect_rate=0.0)
+    # BatchNorm momentum 0.8: after ~60 steps the default 0.99 leaves the moving statistics
+    # far from the data's, and inference-mode accuracy near chance whatever was learnt.
+    tiny = dict(width=0.25, depth=0.1, bn_momentum=0.8)
+    teacher = build_efficientnet(get_spec("EfficientNetB0").replace(**tiny), **kw)
+    teacher.compile(optimizer=keras.optimizers.Adam(5e-3),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    student = build_efficientnet(get_spec("EfficientNetLite0").replace(**tiny), **kw)
     distiller = Distiller(student, teacher, temperature=4.0, alpha=0.1)
-    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
-    distiller.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    distiller.compile(optimizer=keras.optimizers.Adam(5e-3))
+    distiller.fit(x, y, batch_size=16, epochs=3, verbose=0)
     acc = float(np.mean(to_numpy(student.predict(xv, verbose=0)).argmax(-1) == yv))
-    assert acc > 0.3, acc  # chance is 0.1
+    assert acc >= 0.2, acc  # chance is 0.1
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,8 +181,8 @@ def test_magnitude_pruning_reaches_sparsity_and_holds():
     names = {n for n, _, _ in targets}
     assert "stem_conv" not in names and "predictions" not in names
     checker = _ZerosStayZero([(n, layer.kernel) for n, _, layer in targets])
-    model.fit(X, Y, batch_size=2, epochs=2, verbose=0, callbacks=[pruning, checker])
-    assert pruning.step == 8 and checker.checks > 0
+    model.fit(X, Y, batch_size=2, epochs=1, verbose=0, callbacks=[pruning, checker])
+    assert pruning.step == 4 and checker.checks > 0
     report = sparsity_report(model)
     for row in report:
         if row["name"] in names:
@@ -180,7 +191,7 @@ def test_magnitude_pruning_reaches_sparsity_and_holds():
             assert row["sparsity"] < 0.1, row  # stem and classifier left dense
     assert "total" in str(report)
     plain = strip_pruning(model, pruning)
-    assert plain is not model
+    assert plain is not model and not plain.compiled  # plain: no optimizer, no callback state
     np.testing.assert_allclose(to_numpy(plain(X[:2])), to_numpy(model(X[:2])), rtol=1e-6,
                                atol=1e-6)
 
@@ -214,37 +225,38 @@ def test_schedules():
 # structured channel pruning
 
 
-@pytest.mark.parametrize("criterion", ["bn_gamma", "l1"])
-def test_channel_pruning_is_slicing(criterion):
-    spec = get_spec("EfficientNetB0").replace(depth=0.5)  # full width: params as in B0
-    model = _model(spec, classes=10, seed=5)
-    kept = select_channels(model, spec, fraction=0.3, criterion=criterion)
-    pruned, pruned_spec = prune_channels(model, spec, kept=kept)
+def test_channel_pruning_removes_parameters():
+    spec = get_spec("EfficientNetB0")  # full size: the parameter count of B0 (no forward pass)
+    model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10)
+    pruned, pruned_spec = prune_channels(model, spec, fraction=0.3, criterion="l1")
     assert pruned_spec.channel_overrides["block2a"] == 67  # round(96 * 0.7)
     assert pruned.count_params() <= 0.8 * model.count_params()
+
+
+@pytest.mark.parametrize("spec,criterion", [
+    (SPEC, "bn_gamma"), (SPEC, "l1"),
+    (get_spec("EfficientNetV2B0").replace(width=0.25, depth=0.2), "l1")],  # has Fused-MBConv
+    ids=["mbconv-bn_gamma", "mbconv-l1", "fused-l1"])
+def test_channel_pruning_is_slicing(spec, criterion, tmp_path):
+    model = _model(spec, seed=5)
+    kept = select_channels(model, spec, fraction=0.3, criterion=criterion)
+    pruned, pruned_spec = prune_channels(model, spec, kept=kept)
+    assert pruned.count_params() < model.count_params()
+    expanded = [b for b in resolve(spec).blocks if b.hidden_channels is not None]
+    assert sorted(kept) == sorted(b.name for b in expanded)  # every expanded block pruned
     # Zero, in the original, the input rows of se/reduce and project_conv belonging to the
     # dropped channels: the only two paths by which a hidden channel reaches anything else
-    # (everything in between is per channel). Then the original computes the pruned network.
-    zero_channels(model, kept)
-    np.testing.assert_allclose(to_numpy(pruned(X[:4])), to_numpy(model(X[:4])), atol=1e-5)
-    # the pruned spec rebuilds the same architecture
-    again = build_efficientnet(pruned_spec, input_shape=(32, 32, 3), classes=10)
-    assert again.count_params() == pruned.count_params()
-
-
-def test_channel_pruning_fused_blocks_and_save(tmp_path):
-    spec = get_spec("EfficientNetV2B0").replace(width=0.5, depth=0.3)
-    model = _model(spec, classes=4, seed=6)
-    kept = select_channels(model, spec, fraction=0.5, criterion="l1")
-    pruned, pruned_spec = prune_channels(model, spec, kept=kept)
-    assert any(b.kind == "fu" and b.name in kept for b in
-               __import__("keras_efficientnet").specs.resolve(spec).blocks)
+    # (everything in between, BatchNorm, activation, depthwise conv, is per channel). Then the
+    # original computes the pruned network, which proves every slice.
     zero_channels(model, kept)
     np.testing.assert_allclose(to_numpy(pruned(X[:2])), to_numpy(model(X[:2])), atol=1e-5)
-    path = os.path.join(tmp_path, "pruned.keras")
-    pruned.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(to_numpy(loaded(X[:2])), to_numpy(pruned(X[:2])), atol=1e-6)
+    again = build_efficientnet(pruned_spec, input_shape=(32, 32, 3), classes=3)
+    assert again.count_params() == pruned.count_params()  # the spec rebuilds it
+    if criterion == "bn_gamma":  # the pruned model saves and loads like any other
+        path = os.path.join(tmp_path, "pruned.keras")
+        pruned.save(path)
+        loaded = keras.saving.load_model(path)
+        np.testing.assert_allclose(to_numpy(loaded(X[:2])), to_numpy(pruned(X[:2])), atol=1e-6)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="artifact checks run once, on tensorflow "
@@ -293,3 +305,30 @@ def test_bad_input():
         prune_channels(student, SPEC, criterion="random")
     with pytest.raises(ValueError, match="spec"):
         prune_channels(student, get_spec("EfficientNetB0"))
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def test_train_cli_with_teacher(tmp_path, capsys):
+    from keras_efficientnet.cli import main
+    from keras_efficientnet.specs import register_variant
+    register_variant(SPEC.replace(name="tiny_b0_for_distill_cli"), overwrite=True)
+    common = ["--weights", "none", "--epochs", "1", "--image-size", "32", "--batch-size", "8",
+              "--steps-per-epoch", "2", "--validation-split", "0.05", "--quiet"]
+    student_dir = tmp_path / "student"
+    # a teacher as `keras-efficientnet train` saves it: softmax head (used through its logits)
+    _model(classes=10, classifier_activation="softmax").save(tmp_path / "model.keras")
+    assert main(["train", "--model", "tiny_b0_for_distill_cli", "--out", str(student_dir),
+                 "--teacher", str(tmp_path / "model.keras"), "--temperature", "2",
+                 "--alpha", "0.3", *common]) == 0
+    import json
+    summary = json.loads((student_dir / "summary.json").read_text())
+    assert summary["teacher"].endswith("model.keras") and summary["temperature"] == 2.0
+    student = keras.saving.load_model(student_dir / "model.keras")  # the plain student
+    assert student.output_shape == (None, 10)
+    # a variant name needs trained weights; a wrong class count is named
+    assert main(["train", "--model", "tiny_b0_for_distill_cli", "--out", str(tmp_path / "x"),
+                 "--teacher", "EfficientNetB0", *common]) != 0
+    assert "--teacher-weights" in capsys.readouterr().err

@@ -3,6 +3,14 @@
 Writes to ``--out``: ``model.keras`` (the trained model), ``log.csv`` (Keras' CSVLogger),
 ``curves.png`` (loss and accuracy per epoch) and ``summary.json`` (final validation accuracy,
 wall time, backend, settings).
+
+With ``--teacher`` the model is trained by knowledge distillation
+(:class:`~keras_efficientnet.training.Distiller`) from a trained teacher: a ``.keras`` file
+(e.g. the ``model.keras`` of an earlier ``keras-efficientnet train`` run on the same data) or
+a variant name together with ``--teacher-weights`` (a ``.weights.h5`` of that variant with a
+head for the same classes). A softmax teacher or student is used through its logits. The loss
+is ``alpha * CE + (1 - alpha) * T^2 * KL`` (``--alpha``, ``--temperature``); label smoothing
+does not apply. ``model.keras`` is still the plain student, with its softmax classifier.
 """
 
 from __future__ import annotations
@@ -51,6 +59,14 @@ def add_parser(subparsers):
                    help="train under keras' mixed_bfloat16 / mixed_float16 policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="limit steps (quick checks)")
+    p.add_argument("--teacher", default=None, metavar="MODEL_OR_PATH",
+                   help="distil from this trained teacher: a .keras file, or a variant name with "
+                        "--teacher-weights")
+    p.add_argument("--teacher-weights", default=None,
+                   help="weights file of a variant-name --teacher (same classes and image size)")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    p.add_argument("--alpha", type=float, default=0.1,
+                   help="weight of the hard-label loss in distillation (0..1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -65,6 +81,8 @@ def run(args) -> int:
                     label_smoothing=args.label_smoothing, dropout=args.dropout,
                     validation_split=args.validation_split, mixed_precision=args.mixed_precision,
                     seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                    teacher=args.teacher, teacher_weights=args.teacher_weights,
+                    temperature=args.temperature, alpha=args.alpha,
                     verbose=0 if args.quiet else 1)
     print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
@@ -87,7 +105,8 @@ def _check_args(epochs, batch_size, image_size, learning_rate, validation_split)
 def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_size=None,
           weights="imagenet", out=None, learning_rate=1e-3, warmup_epochs=0.0, trainable="all",
           unfreeze_blocks=None, label_smoothing=0.1, dropout=None, validation_split=0.2,
-          mixed_precision=None, seed=0, steps_per_epoch=None, verbose=1) -> dict:
+          mixed_precision=None, seed=0, steps_per_epoch=None, teacher=None, teacher_weights=None,
+          temperature=4.0, alpha=0.1, verbose=1) -> dict:
     """Fine-tune a variant and write the model, CSV log, curves and summary to ``out``.
 
     Returns:
@@ -146,9 +165,18 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             unfreeze_top(net)  # everything trainable, BatchNorm frozen
         schedule = WarmupCosineDecay(learning_rate, steps * epochs,
                                      min(steps * epochs, int(round(warmup_epochs * steps))))
-        net.compile(optimizer=keras.optimizers.Adam(schedule),
-                    loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names), label_smoothing),
-                    metrics=["accuracy"])
+        if teacher is not None:
+            from ..training.distill import Distiller, logits_model
+            teacher_net = load_teacher(teacher, teacher_weights, size, len(class_names))
+            trainer = Distiller(logits_model(net), logits_model(teacher_net),
+                                temperature=temperature, alpha=alpha)
+            trainer.compile(optimizer=keras.optimizers.Adam(schedule), metrics=["accuracy"])
+        else:
+            trainer = net
+            net.compile(optimizer=keras.optimizers.Adam(schedule),
+                        loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names),
+                                                                        label_smoothing),
+                        metrics=["accuracy"])
         os.makedirs(out, exist_ok=True)
         tmp_dir = tempfile.mkdtemp(prefix=".train-", dir=out)
         csv_path = os.path.join(tmp_dir, "log.csv")
@@ -156,10 +184,10 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         fit_kw = dict(epochs=epochs, validation_data=val_data, verbose=verbose,
                       callbacks=[keras.callbacks.CSVLogger(csv_path)], steps_per_epoch=steps_per_epoch)
         if data is None:
-            history = net.fit(train_data[0], train_data[1], batch_size=batch_size, shuffle=True,
-                              **fit_kw)
+            history = trainer.fit(train_data[0], train_data[1], batch_size=batch_size,
+                                  shuffle=True, **fit_kw)
         else:
-            history = net.fit(train_data.repeat() if steps_per_epoch else train_data, **fit_kw)
+            history = trainer.fit(train_data.repeat() if steps_per_epoch else train_data, **fit_kw)
         wall = time.time() - start
         hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         if not all(map(_finite, hist.get("loss", []))):
@@ -173,6 +201,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             "batch_size": batch_size, "learning_rate": learning_rate, "trainable": trainable,
             "unfreeze_blocks": unfreeze_blocks, "mixed_precision": mixed_precision,
             "classes": class_names, "train_images": n_train,
+            "teacher": None if teacher is None else str(teacher),
+            **({"temperature": temperature, "alpha": alpha} if teacher is not None else {}),
             "val_accuracy": hist.get("val_accuracy", [float("nan")])[-1],
             "best_val_accuracy": max(hist.get("val_accuracy", [float("nan")])),
             "wall_time_s": round(wall, 1), "history": hist, "out": out,
@@ -189,6 +219,51 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             import shutil
             shutil.rmtree(tmp_dir, ignore_errors=True)
     return summary
+
+
+def load_teacher(teacher, teacher_weights, image_size: int, classes: int):
+    """The teacher of ``--teacher``: a ``.keras`` file, or a variant name + weights file.
+
+    Raises:
+        ValueError: a missing file, a variant name without ``--teacher-weights``, a teacher
+            whose input size or class count differs from the student's.
+
+    Example:
+        >>> from keras_efficientnet.commands.train import load_teacher
+        >>> load_teacher("EfficientNetB0", None, 32, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: A variant-name --teacher (EfficientNetB0) needs --teacher-weights: a trained teacher, not random weights.
+    """
+    import keras
+
+    from ..models.factory import build_efficientnet
+    from ..specs import get_spec
+    from ..training.finetune import reset_classifier
+
+    teacher = str(teacher)
+    if teacher.endswith(".keras") or os.path.exists(teacher):
+        if not os.path.exists(teacher):
+            raise ValueError(f"--teacher {teacher!r}: no such file.")
+        model = keras.saving.load_model(teacher, compile=False)
+    else:
+        if not teacher_weights:
+            raise ValueError(f"A variant-name --teacher ({teacher}) needs --teacher-weights: a "
+                             "trained teacher, not random weights.")
+        if not os.path.exists(teacher_weights):
+            raise ValueError(f"--teacher-weights {teacher_weights!r}: no such file.")
+        base = build_efficientnet(get_spec(teacher), include_top=False, weights=None,
+                                  input_shape=(image_size, image_size, 3))
+        model = reset_classifier(base, classes)
+        model.load_weights(teacher_weights)
+    spatial = tuple(model.input_shape[1:3])
+    if all(d is not None for d in spatial) and spatial != (image_size, image_size):
+        raise ValueError(f"The teacher takes {spatial} images but the student is trained on "
+                         f"{(image_size, image_size)}; pass --image-size {spatial[0]}.")
+    if model.output_shape[-1] != classes:
+        raise ValueError(f"The teacher predicts {model.output_shape[-1]} classes but the data "
+                         f"has {classes}; the teacher must be trained on the same classes.")
+    return model
 
 
 def _finite(v) -> bool:

@@ -27,7 +27,8 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["Distiller", "distillation_loss", "precompute_teacher_logits", "check_logits_model"]
+__all__ = ["Distiller", "distillation_loss", "precompute_teacher_logits", "check_logits_model",
+           "logits_model"]
 
 LABELS = "labels"
 TEACHER_LOGITS = "teacher_logits"
@@ -126,6 +127,59 @@ def check_logits_model(model, role: str = "model") -> int:
         raise ValueError(f"The {role} {model.name!r} ends in a {name} activation; distillation "
                          "needs logits. Build it with classifier_activation=None.")
     return int(shape[-1])
+
+
+class _DenseLogits(keras.layers.Layer):
+    """A softmax ``Dense`` layer's pre-activation output, computed with *its* variables."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        kernel = ops.cast(self.dense.kernel, x.dtype)
+        y = ops.matmul(x, kernel)
+        return y + ops.cast(self.dense.bias, x.dtype) if self.dense.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dense.units)
+
+
+def logits_model(model):
+    """``model`` itself if it outputs logits; for a classifier ending in a softmax ``Dense``
+    (the default ``classifier_activation``), a view that outputs its logits.
+
+    The view shares every layer and variable with ``model`` (training the view trains
+    ``model``); it is for distillation only and is not meant to be saved.
+
+    Args:
+        model: a classifier.
+
+    Returns:
+        A ``keras.Model`` that outputs logits.
+
+    Raises:
+        ValueError: a softmax/sigmoid output that is not a ``Dense`` layer's activation.
+
+    Example:
+        >>> import numpy as np, keras
+        >>> import keras_efficientnet as ke
+        >>> from keras_efficientnet.training.distill import logits_model
+        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)  # softmax output
+        >>> x = np.zeros((1, 32, 32, 3), "float32")
+        >>> z = keras.ops.convert_to_numpy(logits_model(model)(x))
+        >>> p = keras.ops.convert_to_numpy(model(x))
+        >>> bool(np.allclose(np.exp(z) / np.exp(z).sum(), p, atol=1e-5))
+        True
+    """
+    last = model.layers[-1]
+    if _output_activation(model) == "softmax" and isinstance(last, keras.layers.Dense):
+        out = _DenseLogits(last, name=f"{last.name}_logits", dtype=last.dtype_policy)(last.input)
+        view = keras.Model(model.inputs, out, name=f"{model.name}_logits")
+        check_logits_model(view, "model")
+        return view
+    check_logits_model(model, "model")
+    return model
 
 
 def precompute_teacher_logits(teacher, x, batch_size: int = 32):

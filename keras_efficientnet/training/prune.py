@@ -262,7 +262,8 @@ class MagnitudePruning(keras.callbacks.Callback):
     variables first, so the next step starts from the masked weights); at the schedule's update
     steps the masks are first recomputed from the magnitudes. Masks only ever gain zeros. The
     same callback object can be passed to several ``fit`` calls: its step counter and masks
-    carry over. ``steps_per_execution > 1`` applies the masks between executions only.
+    carry over. ``steps_per_execution > 1`` applies the masks between executions only. With a
+    :class:`~keras_efficientnet.training.Distiller` the student is pruned (not the teacher).
 
     Args:
         schedule: a :class:`ConstantSparsity` or :class:`PolynomialDecay`, or a float (constant
@@ -310,7 +311,10 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     # -- model access ------------------------------------------------------------------------
     def _select(self):
-        layers = prunable_layers(self.model, self.layer_types, self.include_stem,
+        # With a Distiller, prune its student, never the (frozen) teacher.
+        target = getattr(self.model, "student", None)
+        target = self.model if target is None else target
+        layers = prunable_layers(target, self.layer_types, self.include_stem,
                                  self.include_classifier)
         if not layers:
             raise ValueError(f"{self.model.name!r} has no layers of types {self.layer_types} to "
@@ -361,9 +365,11 @@ class MagnitudePruning(keras.callbacks.Callback):
 def strip_pruning(model, pruning: MagnitudePruning | None = None):
     """A plain copy of a pruned model: same architecture, the masked weights, nothing else.
 
-    The callback adds no layers, so this is ``clone_model`` + the weights; with ``pruning``
-    the masks are applied once more first (in case the weights were touched after ``fit``).
-    The copy saves, loads and exports like any model of its variant.
+    The callback adds no layers, so this is the model rebuilt from its config + the weights
+    (uncompiled: unlike ``keras.models.clone_model`` no optimizer comes along, so a saved file
+    holds the weights only); with ``pruning`` the masks are applied once more first (in case
+    the weights were touched after ``fit``). The copy saves, loads and exports like any model
+    of its variant.
 
     Args:
         model: the model trained with :class:`MagnitudePruning`.
@@ -382,7 +388,7 @@ def strip_pruning(model, pruning: MagnitudePruning | None = None):
     if pruning is not None and pruning._targets is not None:
         pruning._sync()
         pruning.apply_masks()
-    clone = keras.models.clone_model(model)
+    clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     return clone
 
@@ -409,7 +415,8 @@ class SparsityReport(list):
 
 
 def sparsity_report(model, layer_types=LAYER_TYPES) -> SparsityReport:
-    """Zeros per kernel of every layer of the given types, stem and classifier included.
+    """Zeros per kernel of every layer of the given types (the stem is a ``"conv"``, the
+    classifier a ``"dense"`` layer).
 
     Args:
         model: any Keras model.
@@ -425,9 +432,12 @@ def sparsity_report(model, layer_types=LAYER_TYPES) -> SparsityReport:
         >>> report[0]["name"], report[0]["sparsity"]
         ('stem_conv', 0.0)
     """
+    layer_types = _check_layer_types(layer_types)
     rows = SparsityReport()
-    for name, kind, layer in prunable_layers(model, layer_types, include_stem=True,
+    for name, kind, layer in prunable_layers(model, LAYER_TYPES, include_stem=True,
                                              include_classifier=True):
+        if kind not in layer_types:
+            continue
         w = keras.ops.convert_to_numpy(layer.kernel)
         zeros = int(np.count_nonzero(w == 0))
         rows.append({"name": name, "type": kind, "params": int(w.size), "zeros": zeros,
