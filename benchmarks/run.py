@@ -435,7 +435,8 @@ def chart(report, path):
     rows = [r for r in report["rows"] if r["reference"] in ("ka", "timm")]
     if not rows:
         return
-    labels = [f"{r['backend'][:5]} {r['variant'].replace('EfficientNet', '')} {r['metric']}"
+    short = {"tensorflow": "TF", "jax": "JAX", "torch": "torch"}
+    labels = [f"{short.get(r['backend'], r['backend'])} {r['variant'].replace('EfficientNet', '')} {r['metric']}"
               f"{'' if r['reference'] == 'ka' else ' vs timm'}" for r in rows]
     values = [r["ratio_median"] for r in rows]
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.5))
@@ -483,6 +484,13 @@ XLA's slow CPU depthwise convolution and its much slower gradient); MBConv's
 `depthwise_impl="auto"` picks it where it is faster. Same weights, same outputs (within 1e-5,
 tests/test_depthwise.py). On TensorFlow (tf.function, no XLA) and PyTorch the native depthwise
 kernels are faster, so `auto` keeps them there (the `ours[shifted]` rows show by how much).
+On JAX the 1x1 convolutions (most of the multiply-adds) are computed as matrix products by
+`PointwiseConv2D` (a `Conv2D` subclass, same weights): XLA's CPU matmul and its gradients are
+1.4-2.6x faster than its 1x1 convolution.
+
+On a shared machine ratios are noisy even when interleaved: on JAX `ours` and `ours[shifted]`
+are the same network (`auto` picks `shifted` there), so the gap between those two rows shows the
+noise of that run.
 Rows named `ours+fold`, `ours-onnx` and `ours-tflite` compare our default model with its
 BatchNorm-folded copy and its exported ONNX (onnxruntime) and TFLite files, `timm` with timm's
 model in PyTorch eager mode.
@@ -524,8 +532,13 @@ def merge(paths, out, docs=None):
         merged["command"] = " ; ".join(r["command"] for r in reports) + \
             " ; python benchmarks/run.py --merge " + " ".join(paths)
     merged["date"] = " / ".join(r["date"] for r in reports)
-    for key in ("results", "cold", "errors"):
-        merged[key] = [item for r in reports for item in r[key]]
+    # a later file replaces the earlier files' figures of every backend it measured
+    merged["results"], merged["cold"] = [], []
+    for r in reports:
+        backends = {x["backend"] for x in r["results"]} | {x["backend"] for x in r["cold"]}
+        for key in ("results", "cold"):
+            merged[key] = [x for x in merged[key] if x["backend"] not in backends] + r[key]
+    merged["errors"] = [e for r in reports for e in r["errors"]]
     merged["loadavg_end"] = max((r["loadavg_end"] for r in reports), key=lambda v: v[0])
     return _finish(merged, out, docs)
 
@@ -561,7 +574,8 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="combine the latest.json of runs made separately (e.g. one per backend) "
-                        "into one table in --out, and exit")
+                        "into one table in --out, and exit; a later file's backends replace "
+                        "the same backends of earlier files")
     p.add_argument("--docs", default=None, metavar="MD",
                    help="also write this docs page (e.g. docs/benchmarks.md) from the same table")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

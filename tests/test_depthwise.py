@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BACKEND, randomize_weights, to_numpy
 
-from keras_efficientnet.layers import MBConv, ShiftedDepthwiseConv2D
+from keras_efficientnet.layers import MBConv, PointwiseConv2D, ShiftedDepthwiseConv2D
 from keras_efficientnet.layers.depthwise import resolve_depthwise_impl
 
 TOL = 1e-5
@@ -90,6 +90,39 @@ def test_equals_keras_depthwise_forward_and_grad(kernel, strides, padding, data_
     assert _rel(o_out, r_out) < TOL
     assert _rel(o_gx, r_gx) < TOL
     assert _rel(o_gk, r_gk) < TOL
+
+
+@pytest.mark.parametrize("kernel,strides,data_format", [
+    (1, 1, "channels_last"),   # the matmul path on JAX
+    (1, 2, "channels_last"), (3, 1, "channels_last"), (1, 1, "channels_first")])  # plain Conv2D
+def test_pointwise_equals_keras_conv_forward_and_grad(kernel, strides, data_format):
+    """PointwiseConv2D is keras' Conv2D: same variables, outputs and gradients (1e-5)."""
+    if data_format == "channels_first" and BACKEND == "tensorflow":
+        pytest.skip("TensorFlow's CPU Conv2D has no NCHW kernel")
+    rng = np.random.default_rng(kernel * 10 + strides)
+    shape = (2, 7, 7, 12) if data_format == "channels_last" else (2, 12, 7, 7)
+    x = rng.normal(size=shape).astype("float32")
+    ref = keras.layers.Conv2D(20, kernel, strides=strides, padding="same", use_bias=False,
+                              data_format=data_format)
+    ours = PointwiseConv2D(20, kernel, strides=strides, padding="same", use_bias=False,
+                           data_format=data_format)
+    ref.build(shape)
+    ours.build(shape)
+    assert isinstance(ours, keras.layers.Conv2D)
+    assert [(v.name, tuple(v.shape)) for v in ours.weights] == \
+        [(v.name, tuple(v.shape)) for v in ref.weights]
+    ours.set_weights(ref.get_weights())
+    assert ours._as_matmul() == (BACKEND == "jax" and kernel == 1 and strides == 1
+                                 and data_format == "channels_last")
+    w = rng.normal(size=ref.compute_output_shape(shape)).astype("float32")
+    r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
+    o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
+    assert o_out.shape == r_out.shape
+    assert _rel(o_out, r_out) < TOL
+    assert _rel(o_gx, r_gx) < TOL
+    assert _rel(o_gk, r_gk) < TOL
+    restored = PointwiseConv2D.from_config(ours.get_config())
+    assert restored.get_config() == ours.get_config()
 
 
 def test_rejects_bad_arguments():

@@ -5,7 +5,8 @@ from .depthwise import ShiftedDepthwiseConv2D
 from .fused_mbconv import FusedMBConv
 from .mbconv import MBConv
 from .normalize import Normalize
+from .pointwise import PointwiseConv2D
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
 
-__all__ = ["CondConv2D", "CondConvMBConv", "FusedMBConv", "MBConv", "Normalize", "ShiftedDepthwiseConv2D", "SqueezeExcite", "StochasticDepth"]
+__all__ = ["CondConv2D", "CondConvMBConv", "FusedMBConv", "MBConv", "Normalize", "PointwiseConv2D", "ShiftedDepthwiseConv2D", "SqueezeExcite", "StochasticDepth"]

@@ -7,6 +7,7 @@ import keras
 from .common import (CONV_INITIALIZER, batch_norm, channel_axis, conv_padding, pad_spatial,
                      serializable, spatial_axes, standardize_data_format)
 from .channel_bias import ChannelBias
+from .pointwise import PointwiseConv2D
 from .depthwise import ShiftedDepthwiseConv2D, resolve_depthwise_impl
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
@@ -46,7 +47,7 @@ class _InvertedResidualBase(keras.layers.Layer):
         self.drop = StochasticDepth(self.drop_rate, name="drop") if self.residual else None
 
     def _conv(self, filters, kernel_size, strides, name, padding="same"):
-        return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+        return PointwiseConv2D(filters, kernel_size, strides=strides, padding=padding,
                                    use_bias=False, data_format=self.data_format,
                                    kernel_initializer=self.kernel_initializer, name=name)
 

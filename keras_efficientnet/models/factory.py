@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from ..layers import CondConvMBConv, FusedMBConv, MBConv, Normalize
+from ..layers import CondConvMBConv, FusedMBConv, MBConv, Normalize, PointwiseConv2D
 from ..layers.common import CONV_INITIALIZER, DENSE_INITIALIZER, batch_norm, conv_padding
 from ..specs import PREPROCESSINGS, ModelSpec, get_spec, resolve
 
@@ -144,7 +144,7 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
             residual=block.skip, padding=spec.padding, bn_epsilon=spec.bn_epsilon,
             bn_momentum=spec.bn_momentum, data_format=data_format, name=block.name)(x)
 
-    x = keras.layers.Conv2D(resolved.head_channels, 1, padding="same", use_bias=False,
+    x = PointwiseConv2D(resolved.head_channels, 1, padding="same", use_bias=False,
                             data_format=data_format, kernel_initializer=CONV_INITIALIZER,
                             name="top_conv")(x)
     x = batch_norm("top_bn", data_format, spec.bn_epsilon, spec.bn_momentum)(x)
