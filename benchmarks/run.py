@@ -53,8 +53,9 @@ def _env(backend):
     return env
 
 
-def build(which, variant, resolution, depthwise_impl=None):
-    """Build ``which`` ("ours", "ka") for ``variant`` at ``resolution``, random weights."""
+def build(which, variant, resolution, depthwise_impl=None, data_format=None):
+    """Build ``which`` ("ours", "ka") for ``variant`` at ``resolution``, random weights;
+    ``data_format="channels_first"`` builds ours with NCHW inputs and activations."""
     import keras
 
     shape = (resolution, resolution, 3)
@@ -62,6 +63,9 @@ def build(which, variant, resolution, depthwise_impl=None):
         return getattr(keras.applications, variant)(weights=None, input_shape=shape)
     import keras_efficientnet as ke
 
+    if data_format == "channels_first":
+        return getattr(ke, variant)(weights=None, input_shape=(3, resolution, resolution),
+                                    data_format=data_format)
     model = getattr(ke, variant)(weights=None, input_shape=shape)
     if depthwise_impl not in (None, "auto"):
         config = model.get_config()
@@ -124,14 +128,30 @@ def worker(args):
     rng = np.random.default_rng(0)
     for variant in args.variants:
         res = args.resolution
-        names = {"ours": ("ours", None), "ka": ("ka", None)}
+        names = {"ours": ("ours", None, None), "ka": ("ka", None, None)}
         if variant in args.impl_variants:
             for impl in args.depthwise_impls:
-                names[f"ours[{impl}]"] = ("ours", impl)
+                names[f"ours[{impl}]"] = ("ours", impl, None)
+            for fmt in args.data_formats:
+                names[f"ours[{fmt}]"] = ("ours", None, fmt)
+        def feed(name, x):
+            """NCHW inputs for the channels_first model (the layout change is the input's)."""
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if "channels_first" in name else x
+
         models = {}
-        for name, (which, impl) in names.items():
+        for name, (which, impl, fmt) in names.items():
             _log(f"[{backend}] building {name} {variant} @{res}")
-            models[name] = build(which, variant, res, impl)
+            try:
+                models[name] = build(which, variant, res, impl, fmt)
+                if fmt is not None:  # e.g. TensorFlow's CPU kernels have no NCHW convolution
+                    probe = np.zeros((1, res, res, 3), "float32")
+                    _sync(models[name].predict_on_batch(feed(name, probe)))
+            except Exception as err:  # a layout a backend cannot run is reported, not fatal
+                if fmt is None:
+                    raise
+                models.pop(name, None)
+                lines = [line for line in str(err).splitlines() if "support" in line]
+                _log(f"[{backend}] {name} unavailable: {(lines or [repr(err)])[0][:200]}")
         if args.fold:
             try:
                 from keras_efficientnet.models.fuse import fuse_batchnorm
@@ -149,7 +169,8 @@ def worker(args):
 
         for batch in args.batches:
             x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
-            fns = {name: (lambda m=m: _sync(m.predict_on_batch(x))) for name, m in models.items()}
+            fns = {name: (lambda m=m, xx=feed(name, x): _sync(m.predict_on_batch(xx)))
+                   for name, m in models.items()}
             if timm_model is not None:
                 import torch
                 timm_model.eval()
@@ -178,7 +199,7 @@ def worker(args):
             if name == "ours+fold":
                 continue
             _compile(m)
-            fns[name] = (lambda m=m: float(m.train_on_batch(x, y)))
+            fns[name] = (lambda m=m, xx=feed(name, x): float(m.train_on_batch(xx, y)))
         if timm_model is not None:
             import torch
             timm_model.train()
@@ -287,6 +308,7 @@ def _common_args(args):
            "--batches", *map(str, args.batches), "--train-batch", str(args.train_batch),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     out += ["--depthwise-impls", *args.depthwise_impls]
+    out += ["--data-formats", *args.data_formats]
     out += ["--train-variants", *args.train_variants, "--impl-variants", *args.impl_variants]
     if not args.fold:
         out.append("--no-fold")
@@ -406,7 +428,9 @@ def markdown(report):
              "process); peak memory = ru_maxrss of that fresh process (build + one predict of "
              "the largest inference batch); for those two, ratio = reference / ours as well.",
              "- `ours` = default (`depthwise_impl=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
-             "our model forced to one depthwise implementation, measured as a reference row.",
+             "our model forced to one depthwise implementation, measured as a reference row; "
+             "`ours[channels_first]` = our model built with `data_format=\"channels_first\"` "
+             "(fed NCHW inputs).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
              "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
@@ -488,6 +512,19 @@ On JAX the 1x1 convolutions (most of the multiply-adds) are computed as matrix p
 `PointwiseConv2D` (a `Conv2D` subclass, same weights): XLA's CPU matmul and its gradients are
 1.4-2.6x faster than its 1x1 convolution.
 
+On TensorFlow without XLA our V2-S graph is, op for op, the one keras.applications builds
+(the same convolutions, BatchNorm arithmetic and activations; keras.applications adds a Reshape
+per BatchNorm; `python benchmarks/tf_graph_ops.py EfficientNetV2S` counts both graphs' ops), so
+the V2-S ratios there are 1.0 within the noise; B0 differs (keras.applications
+pads explicitly before its strided convolutions).
+
+Data layout: the `ours[channels_first]` rows are our model built with
+`data_format="channels_first"` and fed NCHW inputs (same weights). XLA on CPU prefers NHWC, so
+on JAX that layout is much slower; Keras' PyTorch backend otherwise permutes around every
+convolution, so on PyTorch it is faster, and users who already hold NCHW tensors can build with
+it; TensorFlow's CPU convolution accepts NHWC only, so there it does not run. The default stays
+Keras' `channels_last` on every backend.
+
 On a shared machine ratios are noisy even when interleaved: on JAX `ours` and `ours[shifted]`
 are the same network (`auto` picks `shifted` there), so the gap between those two rows shows the
 noise of that run.
@@ -558,6 +595,9 @@ def main(argv=None):
     p.add_argument("--depthwise-impls", nargs="*", default=["keras", "shifted"],
                    choices=["keras", "shifted"],
                    help="also time our model forced to these depthwise implementations")
+    p.add_argument("--data-formats", nargs="*", default=["channels_first"],
+                   choices=["channels_first"],
+                   help="also time our model built with these data formats (NCHW inputs)")
     p.add_argument("--train-variants", nargs="*", default=["EfficientNetB0"],
                    help="variants whose training step is timed (default: B0)")
     p.add_argument("--impl-variants", nargs="*", default=["EfficientNetB0"],

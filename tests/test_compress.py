@@ -120,32 +120,59 @@ def test_distiller_with_precomputed_teacher_logits():
         distiller.compute_loss(X[:2], Y[:2], distiller(X[:2]))
 
 
-# PyTorch trains these convnets on CPU several times slower than TensorFlow and JAX (about
-# 5 minutes for this test on the 2 shared cores here): there it runs with the slow tests.
-@(pytest.mark.slow if BACKEND == "torch" else (lambda f: f))
 def test_distillation_on_digits():
-    """Short version of examples/compress.py: a tiny Lite0-shaped student taught by a trained
-    teacher learns digits (well above chance). The full comparison with the student trained
-    alone (same epochs and seed) is recorded by the example in docs/results/compression.md."""
+    """Short version of examples/compress.py: a Lite0-shaped student taught by a larger teacher
+    reaches at least the validation accuracy the same student reaches alone, from the same
+    initial weights with the same epochs, batches and seed.
+
+    The student's labels are weak: about 40% of them are wrong, while the teacher was trained
+    on the clean labels, so what the teacher knows is decisive (measured on TensorFlow: 0.40
+    alone, 0.82 distilled). With clean labels, these tiny networks trained from scratch for a
+    few epochs differ by seed more than by teacher (0.67-0.81 alone, 0.72-0.84 distilled over
+    three seeds); the clean comparison at full size, with ImageNet starts, is the example's
+    (docs/results/compression.md)."""
     from keras_efficientnet.training.data import digits
     (x, y), (xv, yv), _ = digits(32, validation_split=0.2)
-    x, y, xv, yv = x[:320], y[:320], xv[:200], yv[:200]
-    keras.utils.set_random_seed(0)
+    xs, weak = x[:640], y[:640].copy()
+    rng = np.random.default_rng(0)
+    flip = rng.random(len(weak)) < 0.5
+    weak[flip] = rng.integers(0, 10, flip.sum())  # a random label: wrong 9 times in 10
     kw = dict(input_shape=(32, 32, 3), classes=10, classifier_activation=None, weights=None,
               dropout_rate=0.0, drop_connect_rate=0.0)
-    # BatchNorm momentum 0.8: after ~60 steps the default 0.99 leaves the moving statistics
-    # far from the data's, and inference-mode accuracy near chance whatever was learnt.
-    tiny = dict(width=0.25, depth=0.1, bn_momentum=0.8)
-    teacher = build_efficientnet(get_spec("EfficientNetB0").replace(**tiny), **kw)
-    teacher.compile(optimizer=keras.optimizers.Adam(5e-3),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    teacher.fit(x, y, batch_size=16, epochs=3, verbose=0)
-    student = build_efficientnet(get_spec("EfficientNetLite0").replace(**tiny), **kw)
-    distiller = Distiller(student, teacher, temperature=4.0, alpha=0.1)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def accuracy(model):
+        return float(np.mean(to_numpy(model.predict(xv, verbose=0)).argmax(-1) == yv))
+
+    keras.utils.set_random_seed(0)
+    teacher = build_efficientnet(get_spec("EfficientNetB0").replace(width=0.5, depth=0.2,
+                                                                    bn_momentum=0.9), **kw)
+    teacher.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
+    teacher.fit(x, y, batch_size=32, epochs=6, verbose=0)
+    teacher_acc = accuracy(teacher)
+    logits = precompute_teacher_logits(teacher, xs, batch_size=64)
+
+    def student():
+        keras.utils.set_random_seed(1)
+        # BatchNorm momentum 0.8: after a few dozen steps the default 0.99 leaves the moving
+        # statistics far from the data's, and inference-mode accuracy near chance.
+        spec = get_spec("EfficientNetLite0").replace(width=0.25, depth=0.1, bn_momentum=0.8)
+        model = build_efficientnet(spec, **kw)
+        keras.utils.set_random_seed(2)  # the same batch order for both
+        return model
+
+    alone = student()
+    alone.compile(optimizer=keras.optimizers.Adam(5e-3), loss=loss)
+    alone.fit(xs, weak, batch_size=16, epochs=6, verbose=0)
+    taught = student()
+    distiller = Distiller(taught, teacher=None, temperature=4.0, alpha=0.1)
     distiller.compile(optimizer=keras.optimizers.Adam(5e-3))
-    distiller.fit(x, y, batch_size=16, epochs=3, verbose=0)
-    acc = float(np.mean(to_numpy(student.predict(xv, verbose=0)).argmax(-1) == yv))
-    assert acc >= 0.2, acc  # chance is 0.1
+    distiller.fit(xs, {"labels": weak, "teacher_logits": logits}, batch_size=16, epochs=6,
+                  verbose=0)
+    acc_alone, acc_taught = accuracy(alone), accuracy(taught)
+    print(f"teacher {teacher_acc:.3f}, student alone {acc_alone:.3f}, distilled {acc_taught:.3f}")
+    assert teacher_acc > 0.8, teacher_acc  # chance is 0.1: the teacher has something to teach
+    assert acc_taught >= acc_alone, (acc_taught, acc_alone)
 
 
 # --------------------------------------------------------------------------------------------
