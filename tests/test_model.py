@@ -122,6 +122,19 @@ def test_v2_and_channels_first_model():
                                atol=1e-5)
 
 
+def test_bad_data_format():
+    with pytest.raises(ValueError, match="data_format must be"):
+        ke.EfficientNetB0(weights=None, data_format="NHWC")
+    if BACKEND != "tensorflow":
+        return
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU runs channels_first")
+    # TensorFlow itself only fails at the first call (see test_v2_and_channels_first_model)
+    with pytest.raises(ValueError, match=r"channels_last \(NHWC\) only"):
+        ke.EfficientNetB0(weights=None, input_shape=(3, 32, 32), data_format="channels_first")
+
+
 def test_weights_file_round_trip_and_flexible_input(tiny_model, tmp_path):
     path = ke.save_weights(tiny_model, str(tmp_path / "tiny.weights.h5"))
     again = ke.build_efficientnet(TINY, weights=path, input_shape=(32, 32, 3), classes=10,

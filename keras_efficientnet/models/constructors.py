@@ -28,7 +28,9 @@ Args:
     name: the model's name.
     drop_connect_rate: final stochastic-depth rate (default 0.2).
     dropout_rate: dropout before the classifier (default {dropout}).
-    data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting).
+    data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting);
+        ``channels_first`` is a ``ValueError`` on TensorFlow without a GPU (its CPU
+        convolutions are NHWC only).
 
 Returns:
     A ``keras.Model``.

@@ -25,6 +25,21 @@ def _input_shape(input_shape, spec, include_top, data_format):
     return shape
 
 
+def _check_data_format(data_format):
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got "
+                         f"{data_format!r}.")
+    if data_format == "channels_first" and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            # the model would build, then fail at its first call inside TensorFlow
+            raise ValueError("data_format='channels_first' cannot run on TensorFlow without a GPU: "
+                             "TensorFlow's CPU convolutions accept channels_last (NHWC) only. Use "
+                             "data_format='channels_last' (same weights; transpose NCHW inputs "
+                             "with keras.ops.transpose(x, (0, 2, 3, 1))), or another backend.")
+
+
 def _check_input(shape, data_format, pretrained):
     spatial = shape[:2] if data_format == "channels_last" else shape[1:]
     channels = shape[2] if data_format == "channels_last" else shape[0]
@@ -66,7 +81,9 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
         name: model name (changes nothing else).
         drop_connect_rate: final stochastic-depth rate (default: the spec's).
         dropout_rate: dropout before the classifier (default: the spec's).
-        data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting).
+        data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting);
+            ``channels_first`` is a ``ValueError`` on TensorFlow without a GPU (its CPU
+            convolutions are NHWC only).
 
     Returns:
         A ``keras.Model``.
@@ -81,6 +98,7 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
     """
     spec = get_spec(spec) if not isinstance(spec, ModelSpec) else spec
     data_format = data_format or keras.config.image_data_format()
+    _check_data_format(data_format)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
     if int(classes) < 1:
