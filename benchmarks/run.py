@@ -53,9 +53,10 @@ def _env(backend):
     return env
 
 
-def build(which, variant, resolution, depthwise_impl=None, data_format=None):
+def build(which, variant, resolution, depthwise_impl=None, data_format=None, bn_fold=None):
     """Build ``which`` ("ours", "ka") for ``variant`` at ``resolution``, random weights;
-    ``data_format="channels_first"`` builds ours with NCHW inputs and activations."""
+    ``data_format="channels_first"`` builds ours with NCHW inputs and activations;
+    ``depthwise_impl`` / ``bn_fold`` force that block option in every block."""
     import keras
 
     shape = (resolution, resolution, 3)
@@ -67,11 +68,15 @@ def build(which, variant, resolution, depthwise_impl=None, data_format=None):
         return getattr(ke, variant)(weights=None, input_shape=(3, resolution, resolution),
                                     data_format=data_format)
     model = getattr(ke, variant)(weights=None, input_shape=shape)
-    if depthwise_impl not in (None, "auto"):
+    overrides = {key: value for key, value in (("depthwise_impl", depthwise_impl),
+                                                ("bn_fold", bn_fold))
+                 if value not in (None, "auto")}
+    if overrides:
         config = model.get_config()
         for layer in config["layers"]:
-            if "depthwise_impl" in layer["config"]:
-                layer["config"]["depthwise_impl"] = depthwise_impl
+            for key, value in overrides.items():
+                if key in layer["config"]:
+                    layer["config"][key] = value
         model = keras.Model.from_config(config)
     return model
 
@@ -128,21 +133,24 @@ def worker(args):
     rng = np.random.default_rng(0)
     for variant in args.variants:
         res = args.resolution
-        names = {"ours": ("ours", None, None), "ka": ("ka", None, None)}
+        names = {"ours": ("ours", None, None, None), "ka": ("ka", None, None, None)}
         if variant in args.impl_variants:
             for impl in args.depthwise_impls:
-                names[f"ours[{impl}]"] = ("ours", impl, None)
+                names[f"ours[{impl}]"] = ("ours", impl, None, None)
             for fmt in args.data_formats:
-                names[f"ours[{fmt}]"] = ("ours", None, fmt)
+                names[f"ours[{fmt}]"] = ("ours", None, fmt, None)
+        if variant in args.fold_variants:
+            for fold in args.bn_folds:
+                names[f"ours[bn_fold={fold}]"] = ("ours", None, None, fold)
         def feed(name, x):
             """NCHW inputs for the channels_first model (the layout change is the input's)."""
             return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if "channels_first" in name else x
 
         models = {}
-        for name, (which, impl, fmt) in names.items():
+        for name, (which, impl, fmt, fold) in names.items():
             _log(f"[{backend}] building {name} {variant} @{res}")
             try:
-                models[name] = build(which, variant, res, impl, fmt)
+                models[name] = build(which, variant, res, impl, fmt, fold)
                 if fmt is not None:  # e.g. TensorFlow's CPU kernels have no NCHW convolution
                     probe = np.zeros((1, res, res, 3), "float32")
                     _sync(models[name].predict_on_batch(feed(name, probe)))
@@ -196,7 +204,7 @@ def worker(args):
         y = rng.integers(0, 1000, (batch,))
         fns = {}
         for name, m in models.items():
-            if name == "ours+fold":
+            if name == "ours+fold" or "bn_fold=" in name:  # inference-only differences
                 continue
             _compile(m)
             fns[name] = (lambda m=m, xx=feed(name, x): float(m.train_on_batch(xx, y)))
@@ -310,6 +318,7 @@ def _common_args(args):
     out += ["--depthwise-impls", *args.depthwise_impls]
     out += ["--data-formats", *args.data_formats]
     out += ["--train-variants", *args.train_variants, "--impl-variants", *args.impl_variants]
+    out += ["--bn-folds", *args.bn_folds, "--fold-variants", *args.fold_variants]
     if not args.fold:
         out.append("--no-fold")
     if not args.exports:
@@ -427,10 +436,11 @@ def markdown(report):
              "images/s (median). First call = build + trace/compile + first predict (fresh "
              "process); peak memory = ru_maxrss of that fresh process (build + one predict of "
              "the largest inference batch); for those two, ratio = reference / ours as well.",
-             "- `ours` = default (`depthwise_impl=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
+             "- `ours` = default (`depthwise_impl=\"auto\"`, `bn_fold=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
              "our model forced to one depthwise implementation, measured as a reference row; "
              "`ours[channels_first]` = our model built with `data_format=\"channels_first\"` "
-             "(fed NCHW inputs).",
+             "(fed NCHW inputs); `ours[bn_fold=...]` = our model with the blocks' BatchNorm "
+             "folding forced (inference only).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
              "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
@@ -512,11 +522,17 @@ On JAX the 1x1 convolutions (most of the multiply-adds) are computed as matrix p
 `PointwiseConv2D` (a `Conv2D` subclass, same weights): XLA's CPU matmul and its gradients are
 1.4-2.6x faster than its 1x1 convolution.
 
-On TensorFlow without XLA our V2-S graph is, op for op, the one keras.applications builds
-(the same convolutions, BatchNorm arithmetic and activations; keras.applications adds a Reshape
-per BatchNorm; `python benchmarks/tf_graph_ops.py EfficientNetV2S` counts both graphs' ops), so
-the V2-S ratios there are 1.0 within the noise; B0 differs (keras.applications
-pads explicitly before its strided convolutions).
+BatchNorm folded at inference (`bn_fold`, tests/test_folding.py): in inference-mode calls each
+block computes its convolution + BatchNorm pairs as one convolution with a kernel scaled from
+the live BatchNorm variables, plus a bias add; training, weights and saving are unchanged and
+outputs agree up to float rounding. `bn_fold="auto"` does it on TensorFlow, where grappler then
+fuses each convolution with its `BiasAdd`, and on PyTorch, where Keras' BatchNorm is several
+eager elementwise passes; on JAX XLA already fuses the BatchNorm arithmetic into the activation
+loop and folding measured within noise, so `auto` leaves it off there. The
+`ours[bn_fold=inference]` / `ours[bn_fold=never]` rows force one setting. Unfolded, our
+TensorFlow V2-S graph is op for op keras.applications' (`python benchmarks/tf_graph_ops.py
+EfficientNetV2S --bn-fold never`; keras.applications adds a Reshape per BatchNorm), which is
+why `ours[bn_fold=never]` is at 1.0x there: the V2-S margin on TensorFlow is the folding's.
 
 Data layout: the `ours[channels_first]` rows are our model built with
 `data_format="channels_first"` and fed NCHW inputs (same weights). XLA on CPU prefers NHWC, so
@@ -525,8 +541,9 @@ convolution, so on PyTorch it is faster, and users who already hold NCHW tensors
 it; TensorFlow's CPU convolution accepts NHWC only, so there it does not run. The default stays
 Keras' `channels_last` on every backend.
 
-On a shared machine ratios are noisy even when interleaved: on JAX `ours` and `ours[shifted]`
-are the same network (`auto` picks `shifted` there), so the gap between those two rows shows the
+On a shared machine ratios are noisy even when interleaved: `ours` and the forced row equal
+to its default (`ours[shifted]` on JAX; `ours[bn_fold=inference]` on TensorFlow and PyTorch,
+`ours[bn_fold=never]` on JAX) are the same network, so the gap between those rows shows the
 noise of that run.
 Rows named `ours+fold`, `ours-onnx` and `ours-tflite` compare our default model with its
 BatchNorm-folded copy and its exported ONNX (onnxruntime) and TFLite files, `timm` with timm's
@@ -602,6 +619,11 @@ def main(argv=None):
                    help="variants whose training step is timed (default: B0)")
     p.add_argument("--impl-variants", nargs="*", default=["EfficientNetB0"],
                    help="variants for which the forced depthwise implementations are timed")
+    p.add_argument("--bn-folds", nargs="*", default=["inference", "never"],
+                   choices=["inference", "never"],
+                   help="also time inference of our model with the blocks' bn_fold forced")
+    p.add_argument("--fold-variants", nargs="*", default=["EfficientNetB0", "EfficientNetV2S"],
+                   help="variants for which the forced bn_fold settings are timed")
     p.add_argument("--no-fold", dest="fold", action="store_false",
                    help="skip our BatchNorm-folded inference model")
     p.add_argument("--no-exports", dest="exports", action="store_false",

@@ -254,10 +254,14 @@ def test_schedules():
 
 def test_channel_pruning_removes_parameters():
     spec = get_spec("EfficientNetB0")  # full size: the parameter count of B0 (no forward pass)
-    model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10)
+    model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10,
+                               depthwise_impl="shifted", bn_fold="never")
     pruned, pruned_spec = prune_channels(model, spec, fraction=0.3, criterion="l1")
     assert pruned_spec.channel_overrides["block2a"] == 67  # round(96 * 0.7)
     assert pruned.count_params() <= 0.8 * model.count_params()
+    blocks = [layer for layer in pruned.layers if hasattr(layer, "bn_fold")]
+    assert blocks and all(layer.bn_fold == "never" and layer.depthwise_impl == "shifted"
+                          for layer in blocks)  # the blocks' options carry over
 
 
 @pytest.mark.parametrize("spec,criterion", [

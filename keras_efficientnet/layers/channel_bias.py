@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from .common import channel_axis, serializable, standardize_data_format
+from .folding import add_channel_bias
 
 
 @serializable
@@ -41,6 +42,8 @@ class ChannelBias(keras.layers.Layer):
         self._shape[axis] = int(channels)
 
     def call(self, inputs, mask=None):  # mask: accepted like the BatchNorm it replaces
+        if len(self._shape) == 4:  # BiasAdd on TensorFlow, fusable with the conv before it
+            return add_channel_bias(inputs, self.bias, self.data_format)
         return inputs + keras.ops.reshape(keras.ops.cast(self.bias, inputs.dtype), self._shape)
 
     def compute_output_shape(self, input_shape):

@@ -143,7 +143,8 @@ class CondConvMBConv(_InvertedResidualBase):
 
     Args:
         num_experts: number of expert kernels of each CondConv.
-        Other arguments: as for :class:`~keras_efficientnet.layers.MBConv`.
+        Other arguments: as for :class:`~keras_efficientnet.layers.MBConv` (``bn_fold`` is
+            accepted but never folds here: each example mixes its own kernel).
 
     Example:
         >>> import numpy as np

@@ -128,6 +128,12 @@ class ShiftedDepthwiseConv2D(keras.layers.Layer):
         return (size - self.kernel_size) // self.strides + 1
 
     def call(self, inputs):
+        return self.depthwise_op(inputs, self.kernel)
+
+    def depthwise_op(self, inputs, kernel):
+        """The convolution of ``inputs`` with ``kernel`` (shape ``(k, k, C, 1)``) under this
+        layer's kernel size, strides, padding and data format (``call`` passes ``self.kernel``;
+        BatchNorm folding passes a scaled copy)."""
         ops = keras.ops
         k, s = self.kernel_size, self.strides
         last = self.data_format == "channels_last"
@@ -136,8 +142,7 @@ class ShiftedDepthwiseConv2D(keras.layers.Layer):
         if height is None or width is None:
             # Unknown spatial size at trace time (TensorFlow graphs with None dims): the
             # slicing below needs static sizes, so use the standard op for this call.
-            kernel = ops.cast(self.kernel, inputs.dtype)
-            return ops.depthwise_conv(inputs, kernel, strides=s, padding=self.padding,
+            return ops.depthwise_conv(inputs, ops.cast(kernel, inputs.dtype), strides=s, padding=self.padding,
                                       data_format=self.data_format)
         x = inputs
         if self.padding == "same":
@@ -149,7 +154,7 @@ class ShiftedDepthwiseConv2D(keras.layers.Layer):
             height, width = height + sum(ph), width + sum(pw)
         out_h = (height - k) // s + 1
         out_w = (width - k) // s + 1
-        kernel = ops.cast(self.kernel, x.dtype)
+        kernel = ops.cast(kernel, x.dtype)
         # One (C,) weight vector per tap, broadcast over the batch and spatial axes.
         taps = ops.reshape(kernel, (k, k, -1) if last else (k, k, -1, 1, 1))
         out = None

@@ -20,7 +20,7 @@ class FusedMBConv(_InvertedResidualBase):
         expand_filters: hidden width; None for the single-conv form.
         se_filters: squeeze-excitation bottleneck width; 0 disables SE.
         activation, gate_activation, drop_rate, residual, padding, bn_epsilon, bn_momentum,
-        data_format, kernel_initializer: as for :class:`~keras_efficientnet.layers.MBConv`.
+        data_format, kernel_initializer, bn_fold: as for :class:`~keras_efficientnet.layers.MBConv`.
 
     Example:
         >>> import numpy as np
@@ -55,12 +55,12 @@ class FusedMBConv(_InvertedResidualBase):
         x = inputs
         if self.expand_conv is not None:
             x = pad_spatial(x, self._pad, self.data_format)
-            x = self.activation(self.expand_bn(self.expand_conv(x), training=training))
+            x = self.activation(self._conv_bn(self.expand_conv, self.expand_bn, x, training))
         if self.se is not None:
             x = self.se(x)
         if self.expand_conv is not None:
-            x = self.project_bn(self.project_conv(x), training=training)
+            x = self._conv_bn(self.project_conv, self.project_bn, x, training)
         else:
             x = pad_spatial(x, self._pad, self.data_format)
-            x = self.activation(self.project_bn(self.project_conv(x), training=training))
+            x = self.activation(self._conv_bn(self.project_conv, self.project_bn, x, training))
         return self._finish(inputs, x, training)

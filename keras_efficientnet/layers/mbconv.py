@@ -9,6 +9,7 @@ from .common import (CONV_INITIALIZER, batch_norm, channel_axis, conv_padding, p
 from .channel_bias import ChannelBias
 from .pointwise import PointwiseConv2D
 from .depthwise import ShiftedDepthwiseConv2D, resolve_depthwise_impl
+from .folding import can_fold, folded_conv_bn, resolve_bn_fold
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
 
@@ -21,11 +22,13 @@ class _InvertedResidualBase(keras.layers.Layer):
                  gate_activation="sigmoid", drop_rate: float = 0.0, residual: bool = True,
                  padding: str = "same", bn_epsilon: float = 1e-3, bn_momentum: float = 0.99,
                  data_format=None, kernel_initializer=CONV_INITIALIZER, fused_bn: bool = False,
-                 **kwargs):
+                 bn_fold: str = "auto", **kwargs):
         super().__init__(**kwargs)
         # fused_bn: BatchNorms folded into the convs (see keras_efficientnet.fuse_batchnorm):
         # each BN sublayer is a ChannelBias of the same name.
         self.fused_bn = bool(fused_bn)
+        resolve_bn_fold(bn_fold)  # validates
+        self.bn_fold = bn_fold
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -55,6 +58,14 @@ class _InvertedResidualBase(keras.layers.Layer):
         if self.fused_bn:
             return ChannelBias(data_format=self.data_format, name=name)
         return batch_norm(name, self.data_format, self.bn_epsilon, self.bn_momentum)
+
+    def _conv_bn(self, conv, bn, x, training):
+        """``bn(conv(x))``; in inference mode with ``bn_fold`` on, one convolution with the
+        BatchNorm folded into its kernel (see :mod:`keras_efficientnet.layers.folding`)."""
+        if (not self.fused_bn and resolve_bn_fold(self.bn_fold) == "inference"
+                and can_fold(conv, bn, training)):
+            return folded_conv_bn(conv, bn, x)
+        return bn(conv(x), training=training)
 
     def _se(self):
         if not self.se_filters:
@@ -115,7 +126,7 @@ class _InvertedResidualBase(keras.layers.Layer):
                 "bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum,
                 "data_format": self.data_format,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                **({"fused_bn": True} if self.fused_bn else {})}
+                "bn_fold": self.bn_fold, **({"fused_bn": True} if self.fused_bn else {})}
 
 
 @serializable
@@ -146,6 +157,12 @@ class MBConv(_InvertedResidualBase):
             (:class:`~keras_efficientnet.layers.ShiftedDepthwiseConv2D`, k*k shifted
             multiply-adds that XLA compiles well) or ``"auto"`` (the faster one on the current
             backend). Same weights either way; only the computation differs.
+        bn_fold: ``"inference"`` computes each convolution + BatchNorm pair as one
+            convolution with the BatchNorm folded into the kernel in inference-mode calls,
+            ``"never"`` always runs the BatchNorm layers, ``"auto"`` (default) folds where
+            that was measured faster (TensorFlow, PyTorch). Weights and training are the same either
+            way; inference outputs agree up to float rounding
+            (:mod:`keras_efficientnet.layers.folding`).
 
     Example:
         >>> import numpy as np
@@ -186,12 +203,12 @@ class MBConv(_InvertedResidualBase):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_conv is not None:
-            x = self.activation(self.expand_bn(self.expand_conv(x), training=training))
+            x = self.activation(self._conv_bn(self.expand_conv, self.expand_bn, x, training))
         x = pad_spatial(x, self._pad, self.data_format)
-        x = self.activation(self.bn(self.dwconv(x), training=training))
+        x = self.activation(self._conv_bn(self.dwconv, self.bn, x, training))
         if self.se is not None:
             x = self.se(x)
-        x = self.project_bn(self.project_conv(x), training=training)
+        x = self._conv_bn(self.project_conv, self.project_bn, x, training)
         return self._finish(inputs, x, training)
 
     def get_config(self):

@@ -31,6 +31,12 @@ Args:
     data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting);
         ``channels_first`` is a ``ValueError`` on TensorFlow without a GPU (its CPU
         convolutions are NHWC only).
+    depthwise_impl: ``"auto"`` (default), ``"keras"`` or ``"shifted"``: how MBConv blocks
+        compute the depthwise convolution (same weights; see ``MBConv``).
+    bn_fold: ``"auto"`` (default: on TensorFlow and PyTorch), ``"inference"`` or ``"never"``: fold each
+        block's BatchNorms into their convolutions during inference (same weights and
+        training; outputs equal up to float rounding). ``"never"`` reproduces
+        keras.applications' arithmetic exactly.
 
 Returns:
     A ``keras.Model``.
@@ -50,13 +56,14 @@ def _make_constructor(variant: str):
     def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None,
                     pooling=None, classes=1000, classifier_activation="softmax",
                     include_preprocessing=True, name=None, drop_connect_rate=None,
-                    dropout_rate=None, data_format=None):
+                    dropout_rate=None, data_format=None, depthwise_impl="auto", bn_fold="auto"):
         return build_efficientnet(
             get_spec(variant), include_top=include_top, weights=weights, input_tensor=input_tensor,
             input_shape=input_shape, pooling=pooling, classes=classes,
             classifier_activation=classifier_activation,
             include_preprocessing=include_preprocessing, name=name,
-            drop_connect_rate=drop_connect_rate, dropout_rate=dropout_rate, data_format=data_format)
+            drop_connect_rate=drop_connect_rate, dropout_rate=dropout_rate, data_format=data_format,
+            depthwise_impl=depthwise_impl, bn_fold=bn_fold)
 
     constructor.__name__ = constructor.__qualname__ = variant
     constructor.__doc__ = _DOC.format(name=variant, res=spec.resolution, pre=spec.preprocessing,
@@ -73,7 +80,8 @@ globals().update(CONSTRUCTORS)
 def EfficientNet(phi: float = 0, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
                  include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                  classes=1000, classifier_activation="softmax", include_preprocessing=True,
-                 name=None, drop_connect_rate=None, dropout_rate=None, data_format=None):
+                 name=None, drop_connect_rate=None, dropout_rate=None, data_format=None,
+                 depthwise_impl="auto", bn_fold="auto"):
     """Any compound-scaled EfficientNet from the B0 base.
 
     Depth is multiplied by ``alpha**phi``, width by ``beta**phi`` and the default resolution is
@@ -100,7 +108,7 @@ def EfficientNet(phi: float = 0, alpha: float = 1.2, beta: float = 1.1, gamma: f
         input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, include_preprocessing=include_preprocessing,
         name=name, drop_connect_rate=drop_connect_rate, dropout_rate=dropout_rate,
-        data_format=data_format)
+        data_format=data_format, depthwise_impl=depthwise_impl, bn_fold=bn_fold)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

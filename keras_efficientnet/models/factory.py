@@ -7,6 +7,8 @@ import os
 import keras
 
 from ..layers import CondConvMBConv, FusedMBConv, MBConv, Normalize, PointwiseConv2D
+from ..layers.depthwise import resolve_depthwise_impl
+from ..layers.folding import resolve_bn_fold
 from ..layers.common import CONV_INITIALIZER, DENSE_INITIALIZER, batch_norm, conv_padding
 from ..specs import PREPROCESSINGS, ModelSpec, get_spec, resolve
 
@@ -63,7 +65,8 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
                        input_shape=None, pooling=None, classes: int = 1000,
                        classifier_activation="softmax", include_preprocessing: bool = True,
                        name: str | None = None, drop_connect_rate: float | None = None,
-                       dropout_rate: float | None = None, data_format: str | None = None):
+                       dropout_rate: float | None = None, data_format: str | None = None,
+                       depthwise_impl: str = "auto", bn_fold: str = "auto"):
     """Build the Keras model described by a spec.
 
     Args:
@@ -84,6 +87,15 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
         data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting);
             ``channels_first`` is a ``ValueError`` on TensorFlow without a GPU (its CPU
             convolutions are NHWC only).
+        depthwise_impl: how MBConv blocks compute their depthwise convolution: ``"auto"``
+            (default: the faster on this backend), ``"keras"`` or ``"shifted"``; see
+            :class:`~keras_efficientnet.layers.MBConv`. Weights are the same either way.
+        bn_fold: ``"auto"`` (default: fold where measured faster, TensorFlow and PyTorch),
+            ``"inference"`` or ``"never"``: whether the blocks compute convolution +
+            BatchNorm as one convolution with the BatchNorm folded in during inference
+            (:mod:`keras_efficientnet.layers.folding`). Same weights and training; inference
+            outputs equal up to float rounding. ``"never"`` gives keras.applications' exact
+            arithmetic.
 
     Returns:
         A ``keras.Model``.
@@ -99,6 +111,8 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
     spec = get_spec(spec) if not isinstance(spec, ModelSpec) else spec
     data_format = data_format or keras.config.image_data_format()
     _check_data_format(data_format)
+    resolve_depthwise_impl(depthwise_impl)  # a ValueError before anything is built
+    resolve_bn_fold(bn_fold)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
     if int(classes) < 1:
@@ -155,7 +169,9 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
             if block.kind != "mb":
                 raise ValueError(f"{block.name}: CondConv experts are only supported in 'mb' blocks.")
             layer_cls, extra = CondConvMBConv, {"num_experts": block.experts}
-        x = layer_cls(
+        elif layer_cls is MBConv:
+            extra = {"depthwise_impl": depthwise_impl}
+        x = layer_cls(bn_fold=bn_fold,
             **extra, filters=block.out_channels, kernel_size=block.kernel, strides=block.stride,
             expand_filters=block.hidden_channels, se_filters=block.se_channels,
             activation=block.activation, gate_activation=spec.se_gate, drop_rate=block.drop_path,

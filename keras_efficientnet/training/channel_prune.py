@@ -171,6 +171,10 @@ def _head_settings(model):
     top_conv = _find_layer(model, "top_conv")
     if top_conv is not None:
         kw["data_format"] = top_conv.data_format
+    for layer in model.layers:  # the blocks' computation options carry over
+        for option in ("depthwise_impl", "bn_fold"):  # depthwise_impl: MBConv blocks only
+            if option not in kw and hasattr(layer, option):
+                kw[option] = getattr(layer, option)
     if "predictions" in names:
         head = model.get_layer("predictions")
         act = getattr(head.activation, "__name__", None)
