@@ -418,6 +418,26 @@ def target_lines(report):
     return lines
 
 
+def backend_lines(report):
+    """Our default model's throughput on every backend, fastest first, per variant and metric:
+    the answer to "which backend should I use on this CPU" (and whether JAX is still the
+    slowest)."""
+    lines = []
+    results = report["results"]
+    for variant, metric in sorted({(r["variant"], r["metric"]) for r in results
+                                   if r["model"] == "ours"}):
+        speed = {}
+        for backend in BACKENDS:
+            row = _find(results, backend, variant, "ours", metric)
+            if row is not None:
+                speed[backend] = row["median_ips"]
+        if len(speed) > 1:
+            ranked = sorted(speed, key=speed.get, reverse=True)
+            lines.append(f"- {variant} {metric}: " +
+                         " > ".join(f"{b} {speed[b]:.1f}" for b in ranked) + " img/s")
+    return lines
+
+
 def markdown(report):
     info = report["machine"]
     a = report["args"]
@@ -443,6 +463,10 @@ def markdown(report):
              "folding forced (inference only).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
+             "", "Our default model on each backend (median images/s, fastest first"
+             + ("; merged report: backends from the runs listed under Date" if "--merge" in
+                report["command"] else "") + "):", "",
+             *backend_lines(report),
              "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -520,7 +544,12 @@ tests/test_depthwise.py). On TensorFlow (tf.function, no XLA) and PyTorch the na
 kernels are faster, so `auto` keeps them there (the `ours[shifted]` rows show by how much).
 On JAX the 1x1 convolutions (most of the multiply-adds) are computed as matrix products by
 `PointwiseConv2D` (a `Conv2D` subclass, same weights): XLA's CPU matmul and its gradients are
-1.4-2.6x faster than its 1x1 convolution.
+1.4-2.6x faster than its 1x1 convolution. For training on JAX the shifted convolution's
+gradient is hand-written (`keras_efficientnet/layers/depthwise_jax.py`): JAX's autodiff of the
+k*k shifted sum made k*k separate reductions for the kernel gradient and k*k padded copies for
+the input gradient, which took most of the B0 training step; the custom VJP computes the
+kernel gradient in one fused pass and the input gradient as a (per-phase, at stride 2)
+correlation, with the same values (tests/test_depthwise.py, against Keras' DepthwiseConv2D).
 
 BatchNorm folded at inference (`bn_fold`, tests/test_folding.py): in inference-mode calls each
 block computes its convolution + BatchNorm pairs as one convolution with a kernel scaled from

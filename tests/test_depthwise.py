@@ -64,6 +64,11 @@ CASES = [  # kernel, strides, padding, data_format, size (odd sizes exercise "sa
     (3, 2, "valid", "channels_last", 11),
     (3, 2, "same", "channels_first", 9),
     (5, 1, "same", "channels_first", 8),
+    # the stride-2 input gradient on JAX is computed per phase: every parity of k and size
+    (5, 2, "same", "channels_first", 12),
+    (4, 2, "same", "channels_last", 9),
+    (1, 2, "same", "channels_last", 7),
+    (5, 2, "valid", "channels_last", 13),
 ]
 
 
@@ -90,6 +95,20 @@ def test_equals_keras_depthwise_forward_and_grad(kernel, strides, padding, data_
     assert _rel(o_out, r_out) < TOL
     assert _rel(o_gx, r_gx) < TOL
     assert _rel(o_gk, r_gk) < TOL
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the hand-written gradient is JAX's")
+def test_jax_gradient_is_hand_written():
+    """On JAX the layer's gradient is the custom VJP of layers/depthwise_jax.py (one fused pass
+    for the kernel gradient, a correlation for the input gradient), not autodiff's k*k
+    reductions; the values are checked against Keras' DepthwiseConv2D above."""
+    import jax
+
+    layer = ShiftedDepthwiseConv2D(3, strides=2)
+    layer.build((1, 8, 8, 4))
+    x = np.ones((1, 8, 8, 4), "float32")
+    jaxpr = str(jax.make_jaxpr(lambda k: layer.depthwise_op(x, k))(layer.kernel.value))
+    assert "custom_vjp_call" in jaxpr
 
 
 @pytest.mark.parametrize("kernel,strides,data_format", [

@@ -3,8 +3,10 @@
 XLA's CPU depthwise convolution (used by JAX, and by TensorFlow with ``jit_compile=True``)
 is slow, its gradient much more so. A kxk depthwise convolution is the sum over the k*k
 kernel taps of a shifted (strided) slice of the padded input times that tap's per-channel
-weight. Written that way it is plain elementwise arithmetic which XLA fuses into one loop, and
-whose gradient (pads and reductions) fuses as well.
+weight. Written that way it is plain elementwise arithmetic which XLA fuses into one loop. On
+JAX its gradient is hand-written as well (:mod:`keras_efficientnet.layers.depthwise_jax`):
+autodiff's version of it, k*k separate reductions and padded copies, was most of the
+training step.
 
 :class:`ShiftedDepthwiseConv2D` keeps exactly the weight layout of
 ``keras.layers.DepthwiseConv2D`` (one variable ``kernel`` of shape ``(k, k, C, 1)``),
@@ -55,6 +57,29 @@ def _same_pads(size: int, kernel: int, strides: int) -> tuple[int, int]:
     out = -(-size // strides)
     total = max((out - 1) * strides + kernel - size, 0)
     return total // 2, total - total // 2
+
+
+def _window(x, i, j, strides, out_h, out_w, channels_last):
+    """The (i, j) tap's strided window of the padded input ``x``."""
+    hs = slice(i, i + strides * (out_h - 1) + 1, strides)
+    ws = slice(j, j + strides * (out_w - 1) + 1, strides)
+    return x[:, hs, ws, :] if channels_last else x[:, :, hs, ws]
+
+
+def _channel_vector(v, channels_last):
+    """A ``(C,)`` vector shaped to broadcast along the channel axis."""
+    return v if channels_last else v[:, None, None]
+
+
+def _correlate(xp, taps, strides, out_h, out_w, channels_last):
+    """``sum_ij window_ij(xp) * taps[i, j]``; ``taps`` has shape ``(kh, kw, C)``."""
+    out = None
+    for i in range(taps.shape[0]):
+        for j in range(taps.shape[1]):
+            term = _window(xp, i, j, strides, out_h, out_w, channels_last) * \
+                _channel_vector(taps[i, j], channels_last)
+            out = term if out is None else out + term
+    return out
 
 
 @serializable
@@ -144,28 +169,21 @@ class ShiftedDepthwiseConv2D(keras.layers.Layer):
             # slicing below needs static sizes, so use the standard op for this call.
             return ops.depthwise_conv(inputs, ops.cast(kernel, inputs.dtype), strides=s, padding=self.padding,
                                       data_format=self.data_format)
+        ph, pw = (_same_pads(height, k, s), _same_pads(width, k, s)) if self.padding == "same" \
+            else ((0, 0), (0, 0))
+        kernel = ops.cast(kernel, inputs.dtype)
+        if keras.backend.backend() == "jax":  # same sum, with a faster hand-written gradient
+            from .depthwise_jax import shifted_depthwise_fn
+
+            return shifted_depthwise_fn(k, s, ph, pw, last)(inputs, kernel)
         x = inputs
-        if self.padding == "same":
-            ph, pw = _same_pads(height, k, s), _same_pads(width, k, s)
-            if any(ph + pw):
-                pads = [[0, 0], list(ph), list(pw), [0, 0]] if last \
-                    else [[0, 0], [0, 0], list(ph), list(pw)]
-                x = ops.pad(x, pads)
-            height, width = height + sum(ph), width + sum(pw)
-        out_h = (height - k) // s + 1
-        out_w = (width - k) // s + 1
-        kernel = ops.cast(kernel, x.dtype)
+        if any(ph + pw):
+            x = ops.pad(x, [[0, 0], list(ph), list(pw), [0, 0]] if last
+                        else [[0, 0], [0, 0], list(ph), list(pw)])
+        out_h = (height + sum(ph) - k) // s + 1
+        out_w = (width + sum(pw) - k) // s + 1
         # One (C,) weight vector per tap, broadcast over the batch and spatial axes.
-        taps = ops.reshape(kernel, (k, k, -1) if last else (k, k, -1, 1, 1))
-        out = None
-        for i in range(k):
-            for j in range(k):
-                hs = slice(i, i + s * (out_h - 1) + 1, s)
-                ws = slice(j, j + s * (out_w - 1) + 1, s)
-                patch = x[:, hs, ws, :] if last else x[:, :, hs, ws]
-                term = patch * taps[i, j]
-                out = term if out is None else out + term
-        return out
+        return _correlate(x, ops.reshape(kernel, (k, k, -1)), s, out_h, out_w, last)
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
