@@ -463,10 +463,10 @@ def markdown(report):
              "folding forced (inference only).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
-             "", "Our default model on each backend (median images/s, fastest first"
-             + ("; merged report: backends from the runs listed under Date" if "--merge" in
-                report["command"] else "") + "):", "",
-             *backend_lines(report),
+             "", "Our default model on each backend (median images/s, fastest first):", "",
+             *(backend_lines(report) if "--merge" not in report["command"] else [
+                 "- not shown for a merged report: its backends ran at different times, and "
+                 "absolute speeds of a shared machine are not comparable across runs"]),
              "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
