@@ -12,12 +12,66 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # These CPU tests need no triton; without it torch reports triton unavailable and carries on.
 sys.modules.setdefault("triton", None)
 
+
+def _jax_compilation_cache():
+    """JAX compiles every eager operation once per shape, and the model-building and
+    first-call costs of the tests are mostly such compiles (keras.applications' B3 at 32 px:
+    98 s to build in a cold process, 20 s with the compiled kernels on disk). A persistent
+    cache, shared by the xdist workers, by the modules (which clear JAX's in-memory cache
+    below) and by the JAX subprocesses of other backends' tests (set through the environment,
+    which JAX reads at import), compiles each kernel once. It is keyed by JAX's own hash of
+    program, flags and versions and changes no result. KE_TEST_JAX_CACHE="" turns it off."""
+    import tempfile
+
+    cache = os.environ.get("KE_TEST_JAX_CACHE",
+                           os.path.join(tempfile.gettempdir(), "keras_efficientnet_test_jax_cache"))
+    if cache:
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+_jax_compilation_cache()
+
 import h5py
 import keras
 import numpy as np
 import pytest
 
 BACKEND = keras.backend.backend()
+
+#: The backends, in the order the quick suite hands out expensive cases (TensorFlow first: its
+#: eager model builds and calls are the cheapest).
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def quick_on(*backends):
+    """Mark for a test (or a ``pytest.param``) whose cost is mostly building, compiling or
+    training models: it runs in the quick suite (scripts/test.sh) only under ``backends`` and is
+    marked slow elsewhere, so the full command (scripts/test_full.sh) still runs it on every
+    backend. Used where the code under test is the same on every backend and the other
+    backends' cases of the same test already run that code."""
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backends {sorted(unknown)}")
+    if BACKEND in backends:
+        return pytest.mark.skipif(False, reason="runs here in the quick suite")
+    return pytest.mark.slow
+
+
+def rotate(cases, everywhere=(), among=BACKENDS):
+    """``cases`` as ``pytest.param``\ s, each quick on one backend of ``among`` in turn (and on
+    every backend for the cases in ``everywhere``): every case runs on some backend in the
+    quick suite and on all of them in the full one."""
+    params, i = [], 0
+    for case in cases:
+        values = case if isinstance(case, tuple) else (case,)
+        if case in everywhere:
+            params.append(pytest.param(*values))
+        else:
+            params.append(pytest.param(*values, marks=quick_on(among[i % len(among)])))
+            i += 1
+    return params
 
 
 def randomize_weights(model, seed: int = 0) -> None:

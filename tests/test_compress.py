@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND, randomize_weights, to_numpy
+from conftest import BACKEND, quick_on, randomize_weights, to_numpy
 from keras_efficientnet import build_efficientnet, get_spec
 from keras_efficientnet.specs import resolve
 from keras_efficientnet.training import (ConstantSparsity, Distiller, MagnitudePruning,
@@ -105,6 +105,7 @@ def test_distiller_fit_keeps_teacher_and_trains_student(tmp_path):
                                atol=1e-5)
 
 
+@quick_on("tensorflow", "torch")
 def test_distiller_with_precomputed_teacher_logits():
     teacher, student = _model(seed=2), _model(seed=1)
     logits = precompute_teacher_logits(teacher, X, batch_size=4)
@@ -120,6 +121,7 @@ def test_distiller_with_precomputed_teacher_logits():
         distiller.compute_loss(X[:2], Y[:2], distiller(X[:2]))
 
 
+@quick_on("tensorflow")  # minutes of training; the Distiller's code is backend-neutral Keras
 def test_distillation_on_digits():
     """Short version of examples/compress.py: a Lite0-shaped student taught by a larger teacher
     reaches at least the validation accuracy the same student reaches alone, from the same
@@ -252,6 +254,7 @@ def test_schedules():
 # structured channel pruning
 
 
+@quick_on("tensorflow", "torch")  # a full-size B0 build: 95 s of kernel compiles on JAX
 def test_channel_pruning_removes_parameters():
     spec = get_spec("EfficientNetB0")  # full size: the parameter count of B0 (no forward pass)
     model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10,
@@ -266,7 +269,8 @@ def test_channel_pruning_removes_parameters():
 
 @pytest.mark.parametrize("spec,criterion", [
     (SPEC, "bn_gamma"), (SPEC, "l1"),
-    (get_spec("EfficientNetV2B0").replace(width=0.25, depth=0.2), "l1")],  # has Fused-MBConv
+    pytest.param(get_spec("EfficientNetV2B0").replace(width=0.25, depth=0.2), "l1",  # Fused-MBConv
+                 marks=quick_on("tensorflow", "torch"))],
     ids=["mbconv-bn_gamma", "mbconv-l1", "fused-l1"])
 def test_channel_pruning_is_slicing(spec, criterion, tmp_path):
     model = _model(spec, seed=5)
@@ -342,6 +346,7 @@ def test_bad_input():
 # command line
 
 
+@quick_on("tensorflow", "torch")
 def test_train_cli_with_teacher(tmp_path, capsys):
     from keras_efficientnet.cli import main
     from keras_efficientnet.specs import register_variant

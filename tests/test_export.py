@@ -27,7 +27,7 @@ import pytest
 
 import keras_efficientnet as ke
 from keras_efficientnet.export import NATIVE_ROUTES, _keras_outputs as _out, export, run_artifact
-from conftest import BACKEND, randomize_weights
+from conftest import BACKEND, quick_on, randomize_weights
 
 SIZE = 64
 VARIANTS = ("EfficientNetB0", "EfficientNetV2B0", "EfficientNetLite0")
@@ -90,7 +90,12 @@ def test_fused_model_saves_and_exports_config(nets, tmp_path, images):
 # ----------------------------------------------------------------------------- float32 matrix
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
+# Quick suite: every format natively on TensorFlow; on JAX its own native route (SavedModel
+# through jax2tf); the TensorFlow-subprocess route (every format on PyTorch, TFLite and ONNX on
+# JAX) once, for ONNX on PyTorch. The full suite runs every format on every backend.
+@pytest.mark.parametrize("fmt", [pytest.param("saved_model", marks=quick_on("tensorflow", "jax")),
+                                 pytest.param("tflite", marks=quick_on("tensorflow")),
+                                 pytest.param("onnx", marks=quick_on("tensorflow", "torch"))])
 def test_float32_export_matches_each_network(side_by_side, nets, images, tmp_path, fmt):
     path = str(tmp_path / ("model" if fmt == "saved_model" else f"model.{fmt}"))
     result = export(side_by_side, path, format=fmt, verify_data=images)

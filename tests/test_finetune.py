@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND, randomize_weights, to_numpy
+from conftest import BACKEND, quick_on, randomize_weights, to_numpy
 from keras_efficientnet import build_efficientnet, get_spec
 from keras_efficientnet.training.finetune import (freeze_backbone, reset_classifier, set_dropout,
                                                   unfreeze_top)
@@ -107,7 +107,8 @@ def test_reset_classifier_keeps_backbone(model):
         "top_dropout").rate == 0.3
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16",
+# Quick suite: bfloat16 on TensorFlow and PyTorch (on JAX, 5 minutes of eager bfloat16 ops).
+@pytest.mark.parametrize("policy", [pytest.param("mixed_bfloat16", marks=quick_on("tensorflow", "torch")),
                                     pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_mixed_precision_trains(policy):
     previous = keras.config.dtype_policy()

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND, to_numpy
+from conftest import BACKEND, quick_on, to_numpy
 from keras_efficientnet import build_efficientnet, get_spec
 from keras_efficientnet.layers import StochasticDepth
 from keras_efficientnet.specs import resolve
@@ -54,7 +54,7 @@ def test_optimizer_settings():
     np.testing.assert_allclose(to_numpy(var), 1 - 0.1 * g / np.sqrt(ms + 1e-3), rtol=1e-5)
 
 
-@pytest.mark.parametrize("warmup", [True, False])
+@pytest.mark.parametrize("warmup", [True, pytest.param(False, marks=quick_on("tensorflow", "torch"))])
 def test_weight_ema_matches_numpy(warmup):
     """The recipe's EMA equals an EMA computed in NumPy over the recorded weight trajectory:
     first step copies the weights, then decay min(m, (1 + t) / (10 + t)) (TF's

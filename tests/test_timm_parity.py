@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 import keras_efficientnet as ke  # noqa: E402
-from conftest import max_rel_diff, to_numpy  # noqa: E402
+from conftest import max_rel_diff, rotate, to_numpy  # noqa: E402
 from keras_efficientnet.layers import CondConv2D, CondConvMBConv  # noqa: E402
 from keras_efficientnet.pretrained import registry  # noqa: E402
 from keras_efficientnet.pretrained.convert import timm as timm_format  # noqa: E402
@@ -140,7 +140,10 @@ def _check_parity(name, suffix, tmp_path, inputs):
     return model, path, expected
 
 
-@pytest.mark.parametrize("name,suffix", PARITY)
+# Quick suite: V1, CondConv and V2-B0 on every backend, the others on one backend each.
+@pytest.mark.parametrize("name,suffix", rotate(PARITY, everywhere=(
+    ("efficientnet_b0", ".pth"), ("tf_efficientnet_cc_b0_4e", ".pth"), ("tf_efficientnetv2_b0", ".pth")),
+    among=("tensorflow", "jax", "torch")))
 def test_timm_logits_and_params(name, suffix, tmp_path, inputs):
     _check_parity(name, suffix, tmp_path, inputs)
 

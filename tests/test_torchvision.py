@@ -25,7 +25,7 @@ torchvision = pytest.importorskip("torchvision")
 import keras  # noqa: E402
 
 import keras_efficientnet as ke  # noqa: E402
-from conftest import max_rel_diff, randomize_weights, save_legacy_h5, to_numpy  # noqa: E402
+from conftest import max_rel_diff, randomize_weights, rotate, save_legacy_h5, to_numpy  # noqa: E402
 from keras_efficientnet.pretrained import loading, registry  # noqa: E402
 from keras_efficientnet.pretrained.convert import base  # noqa: E402
 from keras_efficientnet.pretrained.convert import torchvision as tvc  # noqa: E402
@@ -184,8 +184,9 @@ def test_b0_logits_match_torchvision(b0, images):
     check_parity(net, model, images, 7)
 
 
-@pytest.mark.parametrize("name,classes", [("efficientnet_b3", 5), ("efficientnet_b7", 3),
-                                          ("efficientnet_v2_s", 4), ("efficientnet_v2_m", 6)])
+# Quick suite: one backend each (B0 runs on every backend above).
+@pytest.mark.parametrize("name,classes", rotate([("efficientnet_b3", 5), ("efficientnet_b7", 3),
+                                                 ("efficientnet_v2_s", 4), ("efficientnet_v2_m", 6)]))
 def test_logits_match_torchvision(name, classes, files, images):
     net, path = files(name, classes, seed=3)
     model = ke.create_model(f"tv_{name}", weights=path, classes=classes,

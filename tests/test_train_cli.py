@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import quick_on
 from keras_efficientnet.cli import main
 from keras_efficientnet.training.data import check_image_folder, digits
 
@@ -28,6 +29,7 @@ def _png(path, value=0):
     Image.fromarray(np.full((12, 12, 3), value, "uint8")).save(path)
 
 
+@quick_on("tensorflow", "torch")  # the command's code is backend-neutral; JAX compiles 2 minutes
 def test_train_digits_writes_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--model", TINY, "--weights", "none", "--epochs", "2", "--image-size",
