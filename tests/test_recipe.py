@@ -54,7 +54,7 @@ def test_optimizer_settings():
     np.testing.assert_allclose(to_numpy(var), 1 - 0.1 * g / np.sqrt(ms + 1e-3), rtol=1e-5)
 
 
-@pytest.mark.parametrize("warmup", [True, pytest.param(False, marks=quick_on("tensorflow", "torch"))])
+@pytest.mark.parametrize("warmup", [True, pytest.param(False, marks=quick_on("torch"))])
 def test_weight_ema_matches_numpy(warmup):
     """The recipe's EMA equals an EMA computed in NumPy over the recorded weight trajectory:
     first step copies the weights, then decay min(m, (1 + t) / (10 + t)) (TF's
