@@ -15,7 +15,7 @@ from .models.fuse import fuse_batchnorm
 from .pretrained.checkpoint import from_checkpoint, inspect_checkpoint
 from .pretrained.loading import save_weights
 from .pretrained.registry import list_weights
-from .preprocessing import decode_predictions, preprocess_input
+from .preprocessing import decode_predictions, imagenet_class_index, preprocess_input
 from .specs import ModelSpec, get_spec
 from .export import export  # noqa: E402  (the function; the module stays importable)
 
@@ -24,6 +24,6 @@ globals().update(CONSTRUCTORS)
 __version__ = "0.1.0"
 
 __all__ = sorted([*CONSTRUCTORS, "EfficientNet", "create_model", "list_models", "build_efficientnet",
-                  "save_weights", "from_checkpoint", "inspect_checkpoint", "list_weights", "decode_predictions", "preprocess_input",
+                  "save_weights", "from_checkpoint", "inspect_checkpoint", "list_weights", "decode_predictions", "imagenet_class_index", "preprocess_input",
                   "ModelSpec", "get_spec", "layers", "specs", "export", "fuse_batchnorm",
                   "create_feature_extractor", "feature_info"])

@@ -139,13 +139,14 @@ def load_images(source, size=None) -> np.ndarray:
         if not files:
             raise ValueError(f"The folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
                              "put a few typical input images in it.")
+        from .preprocessing import read_image
+
         images = []
         for name in files:
-            with Image.open(os.path.join(folder, name)) as img:
-                img = img.convert("RGB")
-                if size is not None:
-                    img = img.resize((int(size[1]), int(size[0])), Image.BILINEAR)
-                images.append(np.asarray(img, "float32"))
+            img = Image.fromarray(read_image(os.path.join(folder, name)))
+            if size is not None:
+                img = img.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+            images.append(np.asarray(img, "float32"))
         if size is None and len({i.shape for i in images}) > 1:
             raise ValueError(f"The images in {folder!r} have different sizes; pass size=(h, w).")
         return np.stack(images)
@@ -354,28 +355,49 @@ def _check_arguments(format, quantize):
                          f"{allowed}. Quantized models are exported with format='tflite'.")
 
 
-def _place(tmp_artifact, path):
-    """Move the finished artifact to ``path`` (replacing what was there)."""
-    old = None
+def _place(tmp_artifact, path, overwrite=False):
+    """Move the finished artifact to ``path``.
+
+    Without ``overwrite`` an existing file or non-empty folder at ``path`` is left alone and
+    refused (``FileExistsError``; an empty folder holds nothing and is replaced). With it, the
+    old target is renamed aside, the new one renamed in, and only then the old one deleted;
+    if the second rename fails, the old target is put back. A file replaces a file in one
+    atomic rename.
+    """
+    from .validation import describe_path
+
     if os.path.lexists(path):
-        old = f"{path}.old-{os.getpid()}"
-        os.replace(path, old)
-    try:
-        os.replace(tmp_artifact, path)
-    except BaseException:
-        if old is not None:
-            os.replace(old, path)
-        raise
-    if old is not None:
-        shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
+        empty_dir = os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+        if not overwrite and not empty_dir:
+            raise FileExistsError(f"export target {path!r} already exists ({describe_path(path)}); "
+                                  "it was left untouched. Pass overwrite=True (command line: "
+                                  "--overwrite) to replace it, or choose another path.")
+        if os.path.isfile(path) and os.path.isfile(tmp_artifact) and not os.path.islink(path):
+            os.replace(tmp_artifact, path)
+            return
+        old = tempfile.mkdtemp(prefix=".export-old-", dir=os.path.dirname(path))
+        aside = os.path.join(old, "previous")
+        os.replace(path, aside)
+        try:
+            os.replace(tmp_artifact, path)
+        except BaseException:
+            os.replace(aside, path)
+            shutil.rmtree(old, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(tmp_artifact, path)
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,
-           verify=True, verify_data=None, max_verify=8):
+           verify=True, verify_data=None, max_verify=8, overwrite=False):
     """Export ``model`` for deployment and check the artifact against the model.
 
     The artifact is written to a temporary path next to ``path`` and moved there only when the
-    export (and the verification run) succeeded, so a failure leaves nothing behind. After the
+    export (and the verification run) succeeded, so a failure leaves nothing behind. An
+    existing file or non-empty folder at ``path`` is refused before any work is done, unless
+    ``overwrite=True``; it is then replaced only once the new artifact is complete (renamed
+    aside, the new one renamed in, the old one deleted last). After the
     export, the artifact is loaded in its own runtime (``tf.saved_model.load``, the LiteRT
     interpreter, onnxruntime) and run on the same inputs as the Keras model; the measured
     agreement is returned and logged.
@@ -397,6 +419,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         verify: run the artifact in its runtime and measure the agreement.
         verify_data: images to verify on (default: ``representative_data`` or random images).
         max_verify: at most this many images are used to verify.
+        overwrite: replace an existing artifact at ``path`` (default: refuse).
 
     Returns:
         An :class:`ExportResult` (path, route, size, max/mean abs diff, top-1 agreement).
@@ -405,6 +428,9 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         ValueError: unknown format, a quantization the format does not support, int8 without
             representative data, a representative-data folder without images.
         RuntimeError: the exporter failed (nothing is left at ``path``).
+        FileExistsError: ``path`` exists and ``overwrite`` is False (nothing is changed).
+        NotADirectoryError, PermissionError: ``path``'s folder is blocked by a file or is not
+            writable.
 
     Example:
         >>> import os, tempfile
@@ -417,10 +443,19 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     """
     import keras
 
+    from .validation import check_int, prepare_output
+
     _check_arguments(format, quantize)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file or folder path, got {path!r}.")
     path = os.fspath(path)
     if format != "saved_model" and not path.endswith(f".{format}"):
         raise ValueError(f"A {format} artifact's path must end with '.{format}', got {path!r}.")
+    max_verify = check_int("max_verify", max_verify, minimum=1)
+    if format != "saved_model" and os.path.isdir(path):
+        raise IsADirectoryError(f"export target {path!r} is a folder, but a {format} artifact is "
+                                "a file; choose a file path.")
+    target = prepare_output(path, overwrite=overwrite, what="export")
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' calibrates on representative_data: pass an array of "
                          "0-255 images or a folder of typical input images.")
@@ -440,11 +475,9 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     check = check[:max_verify]
 
     backend = keras.backend.backend()
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    work = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(target))
     try:
-        tmp_artifact = os.path.join(work, os.path.basename(path.rstrip(os.sep)) or "artifact")
+        tmp_artifact = os.path.join(work, os.path.basename(target.rstrip(os.sep)) or "artifact")
         if backend in NATIVE_ROUTES and format in NATIVE_ROUTES[backend]:
             route = f"native ({backend})"
             _export_native(model, tmp_artifact, format, quantize, representative)
@@ -468,7 +501,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             result.num_samples = len(check)
             if expected.ndim == 2 and expected.shape[-1] > 1:
                 result.top1_agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
-        _place(tmp_artifact, path)
+        _place(tmp_artifact, target, overwrite=overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     logger.info("%s", result.summary())

@@ -46,8 +46,12 @@ def add_parser(subparsers):
 def load_image(path: str) -> np.ndarray:
     """An image file as an ``(H, W, 3)`` uint8 RGB array.
 
+    16-bit and float images are scaled to 0-255 by their bit depth (not clipped), palette
+    images are expanded, and images over Pillow's pixel limit (decompression bombs) are
+    refused before decoding; see :func:`keras_efficientnet.preprocessing.read_image`.
+
     Raises:
-        ValueError: when the file is missing or not an image PIL can read.
+        ValueError: when the file is missing, not an image PIL can read, or too large.
 
     Example:
         >>> import os, tempfile
@@ -59,16 +63,9 @@ def load_image(path: str) -> np.ndarray:
         >>> load_image(path).shape
         (8, 6, 3)
     """
-    from PIL import Image, UnidentifiedImageError
+    from ..preprocessing import read_image
 
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError:
-        raise ValueError(f"cannot read image {path!r}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot read image {path!r}: not an image file PIL understands "
-                         f"({type(err).__name__})") from None
+    return read_image(path)
 
 
 def center_crop_resize(image, size: int, crop: float = 0.875,
@@ -221,8 +218,9 @@ def run(args) -> int:
         >>> main(["classify", "no_such_image.png"])  # one-line error on stderr, exit status 2
         2
     """
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}.")
+    if not 1 <= args.top <= 1000:
+        raise ValueError(f"--top must lie in 1..1000 (there are 1000 ImageNet classes), got "
+                         f"{args.top}.")
     if args.images:
         named = [(path, load_image(path)) for path in args.images]
     else:

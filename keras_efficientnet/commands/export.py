@@ -40,12 +40,26 @@ def add_parser(subparsers):
     parser.add_argument("--fuse-batchnorm", action="store_true",
                         help="fold BatchNorm into the convolutions before exporting")
     parser.add_argument("--output", required=True, help="artifact path (.tflite / .onnx / a directory)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output (default: refuse; the old artifact is "
+                             "removed only once the new one is complete)")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
-    """Build, export, verify and print; returns 0."""
+    """Build, export, verify and print; returns 0.
+
+    An existing ``--output`` (a file, or a non-empty folder) is refused before the model is
+    built, unless ``--overwrite``.
+
+    Example:
+        >>> import tempfile
+        >>> from keras_efficientnet.cli import main
+        >>> main(["export", "--model", "EfficientNetB0", "--output", tempfile.mkdtemp(prefix="x"),
+        ...       "--format", "onnx"])  # not a .onnx path: one line on stderr, exit status 2
+        2
+    """
     from .. import export, fuse_batchnorm
     from ..models.constructors import create_model, list_models
 
@@ -54,14 +68,23 @@ def run(args) -> int:
     # bad format/quantize combinations fail before any model is built
     from ..export import _check_arguments
 
+    from ..validation import prepare_output
+
     _check_arguments(args.format, args.quantize)
+    output = args.output
+    if args.format != "saved_model" and not output.endswith(f".{args.format}"):
+        raise ValueError(f"--output of a {args.format} artifact must end with '.{args.format}', "
+                         f"got {output!r}.")
+    prepare_output(output, overwrite=args.overwrite, what="export", check_only=True)  # before building
+    if args.image_size is not None and args.image_size < 32:
+        raise ValueError(f"--image-size must be at least 32, got {args.image_size}.")
     kwargs = {}
     if args.image_size:
         kwargs["input_shape"] = (args.image_size, args.image_size, 3)
     model = create_model(args.model, weights=args.weights, **kwargs)
     if args.fuse_batchnorm:
         model = fuse_batchnorm(model)
-    result = export(model, args.output, format=args.format, quantize=args.quantize,
-                    representative_data=args.representative_data)
+    result = export(model, output, format=args.format, quantize=args.quantize,
+                    representative_data=args.representative_data, overwrite=args.overwrite)
     print(result.summary())
     return 0

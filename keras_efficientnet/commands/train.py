@@ -16,6 +16,7 @@ does not apply. ``model.keras`` is still the plain student, with its softmax cla
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -45,6 +46,8 @@ def add_parser(subparsers):
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (default), 'none' for random initialisation, or a weights file")
     p.add_argument("--out", default=None, help="output directory (default: runs/<model>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out (default: refuse)")
     p.add_argument("--learning-rate", "--lr", type=float, default=1e-3, dest="learning_rate",
                    help="peak learning rate (Adam, warm-up then cosine decay)")
     p.add_argument("--warmup-epochs", type=float, default=0.0)
@@ -83,7 +86,7 @@ def run(args) -> int:
                     seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                     teacher=args.teacher, teacher_weights=args.teacher_weights,
                     temperature=args.temperature, alpha=args.alpha,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 1, overwrite=args.overwrite)
     print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
     return 0
@@ -102,12 +105,56 @@ def _check_args(epochs, batch_size, image_size, learning_rate, validation_split)
         raise ValueError(f"--validation-split must lie in (0, 1), got {validation_split}.")
 
 
+OUTPUTS = ("curves.png", "log.csv", "model.keras", "summary.json")
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    """Fail before training when ``out`` cannot take the outputs."""
+    from ..validation import prepare_output
+
+    prepare_output(out, what="--out", directory=True, check_only=True)
+    if os.path.isdir(out):
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(f"--out folder {out!r} is not writable; choose another folder.")
+        existing = [f for f in OUTPUTS if os.path.lexists(os.path.join(out, f))]
+        if existing and not overwrite:
+            raise FileExistsError(f"--out folder {out!r} already holds the outputs of a run "
+                                  f"({', '.join(existing)}); they were left untouched. Pass "
+                                  "--overwrite (overwrite=True) to replace them, or choose "
+                                  "another --out.")
+
+
+def _check_split(data, validation_split: float) -> None:
+    """Enough images for one validation and one training image (Keras' own error for a
+    split that leaves one side empty is "No images found")."""
+    from ..training.data import check_image_folder
+
+    classes, count = check_image_folder(data)
+    n_val = int(validation_split * count)
+    if n_val < 1 or count - n_val < 1:
+        raise ValueError(f"{os.fspath(data)!r} holds {count} images in {len(classes)} classes; "
+                         f"--validation-split {validation_split:g} leaves {n_val} for validation "
+                         f"and {count - n_val} for training, but both need at least one. Add "
+                         f"images (at least {max(2, math.ceil(1 / validation_split - 1e-9))} in all) or "
+                         "change --validation-split.")
+
+
 def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_size=None,
           weights="imagenet", out=None, learning_rate=1e-3, warmup_epochs=0.0, trainable="all",
           unfreeze_blocks=None, label_smoothing=0.1, dropout=None, validation_split=0.2,
           mixed_precision=None, seed=0, steps_per_epoch=None, teacher=None, teacher_weights=None,
-          temperature=4.0, alpha=0.1, verbose=1) -> dict:
+          temperature=4.0, alpha=0.1, verbose=1, overwrite=False) -> dict:
     """Fine-tune a variant and write the model, CSV log, curves and summary to ``out``.
+
+    ``out`` is checked before anything is built: a file in its place, a folder that cannot
+    be written, or the outputs of an earlier run there (unless ``overwrite=True``) are an
+    ``OSError`` naming the path. A data folder too small to split (fewer than one validation
+    and one training image) is a ``ValueError`` saying so. The outputs are written to a
+    temporary folder inside ``out`` and moved into place at the end.
+
+    Raises:
+        ValueError: bad arguments, data or weights (a truncated weights file is named).
+        FileExistsError, NotADirectoryError, PermissionError: ``out`` cannot be used.
 
     Returns:
         The summary dict (also written as ``summary.json``).
@@ -134,6 +181,9 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}.")
     weights = None if weights in (None, "none", "None", "") else weights
     out = os.path.abspath(out or os.path.join("runs", spec.name))
+    _check_out(out, overwrite)
+    if data is not None:
+        _check_split(data, validation_split)
     keras.utils.set_random_seed(seed)
 
     if data is None:
@@ -177,7 +227,9 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
                         loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names),
                                                                         label_smoothing),
                         metrics=["accuracy"])
-        os.makedirs(out, exist_ok=True)
+        from ..validation import prepare_output
+
+        prepare_output(out, what="--out", directory=True)
         tmp_dir = tempfile.mkdtemp(prefix=".train-", dir=out)
         csv_path = os.path.join(tmp_dir, "log.csv")
         start = time.time()
@@ -245,7 +297,11 @@ def load_teacher(teacher, teacher_weights, image_size: int, classes: int):
     if teacher.endswith(".keras") or os.path.exists(teacher):
         if not os.path.exists(teacher):
             raise ValueError(f"--teacher {teacher!r}: no such file.")
-        model = keras.saving.load_model(teacher, compile=False)
+        try:
+            model = keras.saving.load_model(teacher, compile=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(f"--teacher {teacher!r} cannot be loaded as a Keras model (truncated "
+                             f"or not a .keras file?): {str(err)[:200]}") from None
     else:
         if not teacher_weights:
             raise ValueError(f"A variant-name --teacher ({teacher}) needs --teacher-weights: a "
@@ -255,7 +311,14 @@ def load_teacher(teacher, teacher_weights, image_size: int, classes: int):
         base = build_efficientnet(get_spec(teacher), include_top=False, weights=None,
                                   input_shape=(image_size, image_size, 3))
         model = reset_classifier(base, classes)
-        model.load_weights(teacher_weights)
+        try:
+            model.load_weights(teacher_weights)
+        except OSError as err:
+            raise ValueError(f"--teacher-weights {teacher_weights!r} cannot be read (truncated or "
+                             f"corrupt?): {str(err)[:200]}") from None
+        except ValueError as err:
+            raise ValueError(f"--teacher-weights {teacher_weights!r} does not fit {teacher} with "
+                             f"{classes} classes: {str(err)[:300]}") from None
     spatial = tuple(model.input_shape[1:3])
     if all(d is not None for d in spatial) and spatial != (image_size, image_size):
         raise ValueError(f"The teacher takes {spatial} images but the student is trained on "

@@ -102,6 +102,12 @@ def EfficientNet(phi: float = 0, alpha: float = 1.2, beta: float = 1.1, gamma: f
         >>> model.output_shape
         (None, 1344)
     """
+    from ..validation import validate_model_args
+
+    validate_model_args(check_variant=False, phi=phi, weights=weights, input_shape=input_shape,
+                        classes=classes, include_top=include_top, pooling=pooling,
+                        classifier_activation=classifier_activation, dropout_rate=dropout_rate,
+                        drop_connect_rate=drop_connect_rate)
     spec = compound_spec(phi, alpha, beta, gamma)
     return build_efficientnet(
         spec, include_top=include_top, weights=weights, input_tensor=input_tensor,
@@ -135,4 +141,4 @@ def create_model(name: str, weights=None, **kwargs):
         >>> ke.create_model("EfficientNetV2B0", include_top=False, pooling="avg").output_shape
         (None, 1280)
     """
-    return build_efficientnet(get_spec(name), weights=weights, **kwargs)
+    return build_efficientnet(name, weights=weights, **kwargs)

@@ -108,6 +108,12 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
         >>> model.output_shape
         (None, 10)
     """
+    from ..validation import validate_model_args
+
+    validate_model_args(spec, weights=weights, input_shape=input_shape, classes=classes,
+                        include_top=include_top, pooling=pooling,
+                        classifier_activation=classifier_activation, dropout_rate=dropout_rate,
+                        drop_connect_rate=drop_connect_rate)
     spec = get_spec(spec) if not isinstance(spec, ModelSpec) else spec
     data_format = data_format or keras.config.image_data_format()
     _check_data_format(data_format)

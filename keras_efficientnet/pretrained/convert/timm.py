@@ -46,6 +46,9 @@ BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
 
 _CACHE: dict = {}
+#: fingerprint -> the architecture name a file declares (timm training checkpoints' "arch",
+#: safetensors metadata), read while loading it.
+_DECLARED: dict = {}
 
 
 def _fingerprint(path):
@@ -72,10 +75,15 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     if key in _CACHE:
         return _CACHE[key]
     lower = path.lower()
+    declared = None
     if lower.endswith(SAFETENSORS_SUFFIXES):
         try:
+            from safetensors import safe_open
             from safetensors.numpy import load_file
             raw = load_file(path)
+            with safe_open(path, "np") as f:
+                meta = f.metadata() or {}
+            declared = meta.get("arch") or meta.get("architecture")
         except Exception as err:
             raise ValueError(f"Could not read {path!r} as a safetensors file (truncated or "
                              f"corrupt?): {type(err).__name__}: {err}") from None
@@ -87,12 +95,16 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
             raise ValueError(f"Could not read {path!r} with torch.load(weights_only=True) "
                              f"(truncated, corrupt, or not a plain state dict?): "
                              f"{type(err).__name__}: {str(err)[:300]}") from None
+        if isinstance(raw, dict) and isinstance(raw.get("arch"), str):
+            declared = raw["arch"]
         raw = _unwrap(raw, path)
         raw = {k: _to_numpy(v) for k, v in raw.items()}
     if any(k.startswith("module.") for k in raw):
         raw = {k[len("module."):] if k.startswith("module.") else k: v for k, v in raw.items()}
     _CACHE.clear()
     _CACHE[key] = raw
+    _DECLARED.clear()
+    _DECLARED[key] = declared
     return raw
 
 
@@ -313,8 +325,190 @@ def convert_state_dict(state: dict, spec, source: str = "<state dict>") -> Conve
 
 
 def read(path: str, spec) -> Converted:
-    """Read a timm checkpoint file for a model of ``spec`` (see :func:`convert_state_dict`)."""
-    return convert_state_dict(load_state_dict(path), spec, source=path)
+    """Read a timm checkpoint file for a model of ``spec`` (see :func:`convert_state_dict`).
+
+    Refuses a file whose conventions (padding, BatchNorm epsilon) are not the spec's: see
+    :func:`check_conventions`.
+    """
+    state = load_state_dict(path)
+    check_conventions(path, state, spec)
+    return convert_state_dict(state, spec, source=path)
+
+
+# -- which conventions a file was trained with ---------------------------------------------
+
+def _conventions(spec) -> tuple[str, float]:
+    return spec.padding, float(spec.bn_epsilon)
+
+
+def _describe(spec) -> str:
+    kind = "TensorFlow port" if spec.padding == "same" else "PyTorch-native"
+    return f"{kind}: padding={spec.padding!r}, BatchNorm epsilon {spec.bn_epsilon:g}"
+
+
+def _known(name):
+    from ...specs.variants import VARIANTS
+
+    if not isinstance(name, str):
+        return None
+    name = name.split(".")[0].strip()
+    if name.startswith("timm/"):
+        name = name[len("timm/"):]
+    return name if name in VARIANTS else None
+
+
+def _cheap_evidence(path: str):
+    """(variant, how) from what the file or its cache record says outright, or None."""
+    declared = _known(_DECLARED.get(_fingerprint(path)))
+    if declared:
+        return declared, "its 'arch' entry"
+    try:
+        from ..loading import read_record
+
+        record = read_record(path) or {}
+    except Exception:  # the record is a hint; a broken one says nothing
+        record = {}
+    upstream = _known(record.get("upstream"))
+    if upstream:
+        return upstream, f"its download record (weight set {record.get('weight_set')})"
+    if os.path.basename(path) in ("model.safetensors", "pytorch_model.bin"):
+        config = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+        if os.path.isfile(config):
+            import json
+
+            try:
+                with open(config) as f:
+                    arch = _known(json.load(f).get("architecture"))
+            except (OSError, ValueError, AttributeError):
+                arch = None
+            if arch:
+                return arch, f"the hub config {config!r}"
+    return None
+
+
+def _hash_evidence(path: str, names) -> tuple[str, str] | None:
+    from ..registry import TIMM_WEIGHTS
+    from ..loading import file_hash
+
+    rows = [r for r in TIMM_WEIGHTS if r[3] and r[0] in names]
+    if not rows:
+        return None
+    digest = file_hash(path, "sha256")
+    for arch, tag, _, sha, *_ in rows:
+        if digest.startswith(sha):
+            return arch, f"its sha256, that of timm's published {arch}.{tag} file"
+    return None
+
+
+def _name_evidence(path: str, names) -> tuple[str, str] | None:
+    from ..registry import TIMM_KERAS_TWINS
+
+    base = os.path.basename(path).lower()
+    options = {n.lower(): n for n in names}
+    options.update({TIMM_KERAS_TWINS[n].lower(): TIMM_KERAS_TWINS[n] for n in names
+                    if n in TIMM_KERAS_TWINS})
+    for key in sorted(options, key=len, reverse=True):
+        if base.startswith(key) and (len(base) == len(key) or not base[len(key)].isalnum()):
+            return options[key], f"its file name {os.path.basename(path)!r}"
+    return None
+
+
+def _split_by_conventions(names) -> dict:
+    from ...specs import get_spec
+
+    groups: dict = {}
+    for name in names:
+        groups.setdefault(_conventions(get_spec(name)), []).append(name)
+    return groups
+
+
+def file_variant(path: str, state: dict | None = None):
+    """Which variant a timm file says it is, and how it says so: ``(variant, how)`` or None.
+
+    Looked for in order: the checkpoint's own ``arch`` entry (timm's training checkpoints,
+    safetensors metadata), the download record of a registered weight set, a Hugging Face hub
+    ``config.json`` next to ``model.safetensors``, the file's sha256 among timm's published
+    files, and finally its name (``efficientnet_b0_ra-3dd342df.pth``,
+    ``tf_efficientnet_b0.pth``). Only the last three need the tensors to fit several
+    variants; they choose among those.
+
+    Example:
+        >>> import os, tempfile, torch, timm
+        >>> from keras_efficientnet.pretrained.convert.timm import file_variant
+        >>> sd = timm.create_model("efficientnet_lite0").state_dict()
+        >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint.pth")
+        >>> torch.save({"arch": "efficientnet_lite0", "state_dict": sd}, path)
+        >>> file_variant(path)
+        ('efficientnet_lite0', "its 'arch' entry")
+    """
+    state = load_state_dict(path) if state is None else state
+    found = _cheap_evidence(path)
+    if found:
+        return found
+    names = candidates(state)
+    return _hash_evidence(path, names) or _name_evidence(path, names)
+
+
+def _ambiguity_message(path: str, groups: dict, spec_name: str | None) -> str:
+    tf = next((n for conv, ns in groups.items() if conv[0] == "same" for n in ns
+               if n.startswith("tf_")), None) or next(
+        n for conv, ns in groups.items() if conv[0] == "same" for n in ns)
+    native = next(n for conv, ns in groups.items() if conv[0] != "same" for n in ns)
+    subject = f"loaded into {spec_name!r}" if spec_name else "built"
+    return (f"{path!r} is a timm state dict whose tensors fit both {native} (PyTorch-native: "
+            f"symmetric padding, BatchNorm epsilon 1e-5) and {tf} (TensorFlow port: 'same' "
+            "padding, epsilon 1e-3), and nothing in the file says which it is; "
+            f"{subject} under the wrong convention its logits would be silently a few percent off. "
+            f"Say which: keras_efficientnet.create_model({tf!r}, weights=path) for a tf_ "
+            f"(TensorFlow-ported) checkpoint, or keras_efficientnet.create_model({native!r}, "
+            "weights=path) for one trained in PyTorch.")
+
+
+def check_conventions(path: str, state: dict, spec) -> None:
+    """Refuse to load a timm file into a spec of other conventions than the file's.
+
+    timm's ``efficientnet_b0`` (trained in PyTorch: symmetric padding, BatchNorm epsilon
+    1e-5) and ``tf_efficientnet_b0`` (ported from TensorFlow: "same" padding, 1e-3) have the
+    same tensors. When the file says which it is (:func:`file_variant`), a spec of the other
+    conventions is refused; when it does not, a spec named after a timm variant is taken at
+    its word, and any other spec (``EfficientNetB0``, a custom spec) is refused with the
+    ``create_model`` calls to use.
+
+    Raises:
+        ValueError: naming the file, both conventions and the call to use.
+
+    Example:
+        >>> import os, tempfile, torch, timm
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.pretrained.convert.timm import check_conventions, load_state_dict
+        >>> path = os.path.join(tempfile.mkdtemp(), "efficientnet_lite0_ra.pth")
+        >>> torch.save(timm.create_model("efficientnet_lite0").state_dict(), path)
+        >>> check_conventions(path, load_state_dict(path), get_spec("tf_efficientnet_lite0"))
+        Traceback (most recent call last):
+        ...
+        ValueError: ... is a timm efficientnet_lite0 checkpoint (PyTorch-native...
+    """
+    from ...specs import get_spec
+    from ...specs.variants import TIMM_NAMES
+
+    evidence = _cheap_evidence(path)
+    if evidence is None:
+        names = candidates(state)
+        groups = _split_by_conventions(names)
+        if len(groups) < 2:
+            return
+        evidence = _hash_evidence(path, names) or _name_evidence(path, names)
+        if evidence is None:
+            if spec.name in TIMM_NAMES:
+                return  # the caller named the timm variant, and with it the conventions
+            raise ValueError(_ambiguity_message(path, groups, spec.name))
+    variant, how = evidence
+    theirs = get_spec(variant)
+    if _conventions(theirs) != _conventions(spec):
+        raise ValueError(f"{path!r} is a timm {variant} checkpoint ({_describe(theirs)}; from "
+                         f"{how}), but {spec.name!r} uses {_describe(spec)}: its outputs would "
+                         f"not match timm's. Use keras_efficientnet.create_model({variant!r}, "
+                         "weights=path) or keras_efficientnet.from_checkpoint(path).")
 
 
 def candidates(state: dict) -> list[str]:
@@ -344,17 +538,42 @@ def candidates(state: dict) -> list[str]:
 def infer(path: str) -> dict:
     """Which variant a timm checkpoint holds: ``{"variant", "candidates", "classes"}``.
 
-    ``variant`` prefers the TF-port name (``tf_...``) when both conventions fit, since the
-    tensors cannot tell the padding convention.
+    When the tensors fit variants of different conventions (``efficientnet_b0`` and
+    ``tf_efficientnet_b0``), the file must say which (:func:`file_variant`); among variants of
+    the same conventions the TF-port name (``tf_...``) is preferred.
 
     Raises:
-        ValueError: when no variant we can build has exactly these tensors.
+        ValueError: when no variant we can build has exactly these tensors, or when they fit
+            both conventions and nothing in the file tells them apart (the message names the
+            ``create_model`` calls to use).
+
+    Example:
+        >>> import os, tempfile, torch, timm
+        >>> from keras_efficientnet.pretrained.convert.timm import infer
+        >>> path = os.path.join(tempfile.mkdtemp(), "tf_efficientnet_lite0.pth")
+        >>> torch.save(timm.create_model("tf_efficientnet_lite0").state_dict(), path)
+        >>> infer(path)["variant"]
+        'tf_efficientnet_lite0'
     """
     state = load_state_dict(path)
     found = candidates(state)
     if not found:
         raise ValueError(f"{path!r} is a timm state dict, but of no EfficientNet variant this "
                          "package builds (pruned, GroupNorm, or another architecture?).")
+    groups = _split_by_conventions(found)
+    evidence = _cheap_evidence(path)
+    if evidence is None and len(groups) > 1:
+        evidence = _hash_evidence(path, found) or _name_evidence(path, found)
+        if evidence is None:
+            raise ValueError(_ambiguity_message(path, groups, None))
+    if evidence is not None:
+        from ...specs import get_spec
+
+        same = [n for n in found if _conventions(get_spec(n)) == _conventions(get_spec(evidence[0]))]
+        variant = evidence[0] if evidence[0] in found or not same else sorted(
+            same, key=lambda n: (not n.startswith("tf_"), found.index(n)))[0]
+        return {"variant": variant, "candidates": found, "classes": _classes(state),
+                "evidence": evidence[1]}
     preferred = sorted(found, key=lambda n: (not n.startswith("tf_"), found.index(n)))
     return {"variant": preferred[0], "candidates": found, "classes": _classes(state)}
 
