@@ -23,7 +23,9 @@ def inspect_checkpoint(path) -> dict:
 
     Returns:
         ``{"format": ..., "variant": ..., "classes": n or None, ...}``; ``classes`` is None
-        when the file has no classifier.
+        when the file has no classifier. ``variant`` is None when the tensors fit variants of
+        different conventions and nothing in the file says which; then ``candidates`` lists
+        them and ``ambiguous`` says how to choose.
 
     Raises:
         ValueError: for a missing, corrupt or unsupported file, or one whose variant cannot
@@ -89,6 +91,9 @@ def from_checkpoint(path, **kwargs):
                          "Use create_model(name, weights=...) to load other weights.")
     info = inspect_checkpoint(path)
     variant, file_classes = info["variant"], info.get("classes")
+    if variant is None:
+        raise ValueError(info.get("ambiguous") or f"{path!r}: cannot tell which variant it holds "
+                         f"(candidates: {info.get('candidates')}); use create_model(name, weights=path).")
     include_top = kwargs.pop("include_top", None)
     classes = kwargs.pop("classes", None)
     if include_top is None:

@@ -540,12 +540,12 @@ def infer(path: str) -> dict:
 
     When the tensors fit variants of different conventions (``efficientnet_b0`` and
     ``tf_efficientnet_b0``), the file must say which (:func:`file_variant`); among variants of
-    the same conventions the TF-port name (``tf_...``) is preferred.
+    the same conventions the TF-port name (``tf_...``) is preferred. When they fit both and
+    nothing in the file tells them apart, ``variant`` is None and ``ambiguous`` holds the
+    message naming the ``create_model`` calls to use (``from_checkpoint`` raises it).
 
     Raises:
-        ValueError: when no variant we can build has exactly these tensors, or when they fit
-            both conventions and nothing in the file tells them apart (the message names the
-            ``create_model`` calls to use).
+        ValueError: when no variant we can build has exactly these tensors.
 
     Example:
         >>> import os, tempfile, torch, timm
@@ -564,8 +564,9 @@ def infer(path: str) -> dict:
     evidence = _cheap_evidence(path)
     if evidence is None and len(groups) > 1:
         evidence = _hash_evidence(path, found) or _name_evidence(path, found)
-        if evidence is None:
-            raise ValueError(_ambiguity_message(path, groups, None))
+        if evidence is None:  # inspect_checkpoint reports it; from_checkpoint refuses it
+            return {"variant": None, "candidates": found, "classes": _classes(state),
+                    "ambiguous": _ambiguity_message(path, groups, None)}
     if evidence is not None:
         from ...specs import get_spec
 
