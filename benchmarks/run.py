@@ -56,7 +56,8 @@ def _env(backend):
 def build(which, variant, resolution, depthwise_impl=None, data_format=None, bn_fold=None):
     """Build ``which`` ("ours", "ka") for ``variant`` at ``resolution``, random weights;
     ``data_format="channels_first"`` builds ours with NCHW inputs and activations;
-    ``depthwise_impl`` / ``bn_fold`` force that block option in every block."""
+    ``depthwise_impl`` forces the depthwise layer class; ``bn_fold`` builds the composite
+    layout (``layout="blocks"``) with that folding setting."""
     import keras
 
     shape = (resolution, resolution, 3)
@@ -67,17 +68,12 @@ def build(which, variant, resolution, depthwise_impl=None, data_format=None, bn_
     if data_format == "channels_first":
         return getattr(ke, variant)(weights=None, input_shape=(3, resolution, resolution),
                                     data_format=data_format)
-    model = getattr(ke, variant)(weights=None, input_shape=shape)
-    overrides = {key: value for key, value in (("depthwise_impl", depthwise_impl),
-                                                ("bn_fold", bn_fold))
-                 if value not in (None, "auto")}
-    if overrides:
-        config = model.get_config()
-        for layer in config["layers"]:
-            for key, value in overrides.items():
-                if key in layer["config"]:
-                    layer["config"][key] = value
-        model = keras.Model.from_config(config)
+    kwargs = {}
+    if depthwise_impl not in (None, "auto"):
+        kwargs["depthwise_impl"] = depthwise_impl
+    if bn_fold not in (None, "auto"):  # folding inside composite blocks
+        kwargs.update(bn_fold=bn_fold, layout="blocks")
+    model = getattr(ke, variant)(weights=None, input_shape=shape, **kwargs)
     return model
 
 

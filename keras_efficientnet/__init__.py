@@ -2,7 +2,7 @@
 
 Example:
     >>> import keras_efficientnet as ke
-    >>> model = ke.EfficientNetB0(include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    >>> model = ke.EfficientNetB0(weights=None, include_top=False, pooling="avg", input_shape=(64, 64, 3))
     >>> model.output_shape
     (None, 1280)
 """

@@ -199,7 +199,7 @@ def run_artifact(path, format, inputs) -> np.ndarray:
         >>> import numpy as np, tempfile, os
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.export import export, run_artifact
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> path = os.path.join(tempfile.mkdtemp(), "b0.onnx")
         >>> _ = export(model, path, format="onnx")  # doctest: +SKIP
         >>> run_artifact(path, "onnx", np.zeros((2, 32, 32, 3), "float32")).shape  # doctest: +SKIP
@@ -282,10 +282,48 @@ def _converter_kwargs(quantize, representative):
             "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
 
 
+def _constant_normalization(model):
+    """``model`` with every ``keras.layers.Normalization`` (keras.applications' input
+    normalisation, nested models included) replaced by :class:`~keras_efficientnet.layers.Normalize`
+    holding the same statistics as constants; every other layer is shared, not copied.
+
+    Keras' ONNX route (tf2onnx) turns the tensors a ``Normalization`` layer captures into
+    graph inputs that no caller feeds (onnxruntime: "Required inputs ... normalization/Sub/y:0
+    are missing"); keras.applications' own models fail the same way. Constants export cleanly
+    and compute the same ``(x - mean) / max(sqrt(variance), epsilon)``.
+    """
+    import keras
+
+    from .layers.normalize import Normalize
+
+    def contains(m):
+        return any(isinstance(l, keras.layers.Normalization) or
+                   (isinstance(l, keras.Model) and contains(l)) for l in m.layers)
+
+    if not isinstance(model, keras.Model) or not contains(model):
+        return model
+
+    def swap(layer):
+        if isinstance(layer, keras.layers.Normalization):
+            axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
+            mean = np.ravel(keras.ops.convert_to_numpy(layer.mean)).astype("float64")
+            var = np.ravel(keras.ops.convert_to_numpy(layer.variance)).astype("float64")
+            std = np.maximum(np.sqrt(var), keras.backend.epsilon())
+            return Normalize(mean=mean.tolist(), std=std.tolist(),
+                             data_format="channels_first" if axis == 1 else "channels_last",
+                             name=layer.name)
+        if isinstance(layer, keras.Model) and contains(layer):
+            return _constant_normalization(layer)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
 def _export_native(model, path, format, quantize, representative):
     if format == "saved_model":
         model.export(path, format="tf_saved_model", verbose=False)
     elif format == "onnx":
+        model = _constant_normalization(model)
         if not getattr(model, "_called", True):  # Keras' ONNX export needs one call first
             shape = [1] + [64 if d is None else d for d in model.input_shape[1:]]
             model(np.zeros(shape, "float32"), training=False)
@@ -435,7 +473,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     Example:
         >>> import os, tempfile
         >>> import keras_efficientnet as ke
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> path = os.path.join(tempfile.mkdtemp(), "b0.onnx")
         >>> result = ke.export(model, path, format="onnx")  # doctest: +SKIP
         >>> result.max_abs_diff < 1e-4  # doctest: +SKIP

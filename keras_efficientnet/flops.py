@@ -87,17 +87,22 @@ def count_flops_spec(spec, resolution: int | None = None, include_top: bool = Tr
     return int(macs)
 
 
-def count_params_spec(spec, include_top: bool = True, classes: int = 1000) -> tuple[int, int]:
+def count_params_spec(spec, include_top: bool = True, classes: int = 1000,
+                      include_preprocessing: bool = True) -> tuple[int, int]:
     """Parameter counts of the model a spec describes, without building it.
 
     Returns both conventions: ``total`` is what Keras' ``model.count_params()`` reports
     (including BatchNorm moving means and variances, which are not trained); ``trainable``
-    is what timm and keras-hub report.
+    is what timm and keras-hub report. ``total`` also counts the input ``Normalization``
+    layer's mean, variance and sample count of V1-family graphs (7 numbers for 3 channels;
+    keras.applications' ``count_params()`` includes them), unless ``include_preprocessing``
+    is False.
 
     Args:
         spec: a :class:`~keras_efficientnet.specs.ModelSpec` or a variant name.
         include_top: count the classifier.
         classes: classifier width.
+        include_preprocessing: the model normalises its input in the graph.
 
     Returns:
         ``(total, trainable)``.
@@ -105,7 +110,7 @@ def count_params_spec(spec, include_top: bool = True, classes: int = 1000) -> tu
     Example:
         >>> from keras_efficientnet.flops import count_params_spec
         >>> count_params_spec("EfficientNetB0")
-        (5330564, 5288548)
+        (5330571, 5288548)
     """
     spec = get_spec(spec)
     model = resolve(spec)
@@ -149,6 +154,8 @@ def count_params_spec(spec, include_top: bool = True, classes: int = 1000) -> tu
     bn(model.head_channels)
     if include_top:
         weights += model.head_channels * int(classes) + int(classes)
+    if include_preprocessing and spec.family != "v2":
+        stats += 2 * 3 + 1  # Normalization: mean, variance, count
     return int(weights + stats), int(weights)
 
 
@@ -220,7 +227,11 @@ def _nested_macs(layer, in_hw, out_hw, found, prefix=""):
     total = 0
     hw = in_hw
     for sub in layer._layers:
-        if _conv_kernel(sub) is not None:
+        if sub.name in ("se_reduce", "se_expand"):  # a block's SE: on the pooled tensor
+            macs = _leaf_macs(sub, (1, 1))
+            found.append((f"{prefix}{layer.name}/{sub.name}", macs))
+            total += macs
+        elif _conv_kernel(sub) is not None:
             strides = _strides(sub)
             hw = (_ceil_div(hw[0], strides[0]), _ceil_div(hw[1], strides[1]))
             macs = _leaf_macs(sub, hw)
@@ -263,7 +274,7 @@ def count_flops(model, by_layer: bool = False):
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.flops import count_flops, count_flops_spec
-        >>> model = ke.EfficientNetB0(input_shape=(64, 64, 3), classes=10)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(64, 64, 3), classes=10)
         >>> count_flops(model) == count_flops_spec("EfficientNetB0", 64, classes=10)
         True
     """
@@ -275,7 +286,10 @@ def count_flops(model, by_layer: bool = False):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         try:
-            in_shape = tuple(layer.input.shape)
+            inputs = layer.input
+            if isinstance(inputs, (list, tuple)):  # Add, Multiply: no weights, any input
+                inputs = inputs[0]
+            in_shape = tuple(inputs.shape)
             out_shape = tuple(layer.output.shape)
         except (AttributeError, ValueError) as err:
             raise ValueError(f"count_flops needs layers called once in a functional model; "
@@ -296,7 +310,8 @@ def count_flops(model, by_layer: bool = False):
             total += macs
         elif getattr(layer, "_layers", None):
             total += _nested_macs(layer, in_hw, out_hw if len(out_shape) == 4 else None, found)
-        elif _has_weights(layer) and not isinstance(layer, keras.layers.BatchNormalization) \
+        elif _has_weights(layer) and not isinstance(
+                layer, (keras.layers.BatchNormalization, keras.layers.Normalization)) \
                 and type(layer).__name__ != "Normalize":
             raise ValueError(f"count_flops does not know how to count layer {layer.name} "
                              f"({type(layer).__name__}).")

@@ -110,7 +110,7 @@ def zoo_markdown(data) -> str:
         "",
         "Build any row with `keras_efficientnet.create_model(name)` "
         "(the `EfficientNet...` names are also constructors, e.g. "
-        "`keras_efficientnet.EfficientNetB0()`).",
+        "`keras_efficientnet.EfficientNetB0(weights=None)`).",
         "",
     ]
     if any(w.top1 for r in data for w in r["weights"]):

@@ -17,6 +17,7 @@ from keras_efficientnet.training import (ConstantSparsity, Distiller, MagnitudeP
                                          select_channels, sparsity_report, strip_pruning,
                                          zero_channels)
 from keras_efficientnet.training.prune import prunable_layers
+from keras_efficientnet.layers import ShiftedDepthwiseConv2D
 
 SPEC = get_spec("EfficientNetB0").replace(width=0.25, depth=0.1)  # 7 blocks
 X = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
@@ -236,8 +237,8 @@ def test_pruning_stem_classifier_and_constant_schedule():
     model.fit(X, Y, batch_size=4, epochs=1, verbose=0, callbacks=[pruning])
     rows = {r["name"]: r for r in sparsity_report(model)}
     assert rows["stem_conv"]["sparsity"] >= 0.5 and rows["predictions"]["sparsity"] >= 0.5
-    assert rows["block2a/dwconv"]["sparsity"] >= 0.5
-    assert rows["block2a/expand_conv"]["sparsity"] == 0.0
+    assert rows["block2a_dwconv"]["sparsity"] >= 0.5
+    assert rows["block2a_expand_conv"]["sparsity"] == 0.0
 
 
 def test_schedules():
@@ -258,13 +259,24 @@ def test_schedules():
 def test_channel_pruning_removes_parameters():
     spec = get_spec("EfficientNetB0")  # full size: the parameter count of B0 (no forward pass)
     model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10,
-                               depthwise_impl="shifted", bn_fold="never")
+                               depthwise_impl="shifted")
     pruned, pruned_spec = prune_channels(model, spec, fraction=0.3, criterion="l1")
     assert pruned_spec.channel_overrides["block2a"] == 67  # round(96 * 0.7)
     assert pruned.count_params() <= 0.8 * model.count_params()
+    # the flat graph stays flat, and its depthwise implementation carries over
+    def named(m):  # Keras numbers its automatic names (input_layer_1, rescaling_2) per model
+        return [l.name for l in m.layers if not l.name.startswith(("input_layer", "rescaling",
+                                                                    "normalization"))]
+    assert named(pruned) == named(model) and len(pruned.layers) == len(model.layers)
+    dw = [l for l in pruned.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    assert len(dw) == 16 and all(type(l) is ShiftedDepthwiseConv2D for l in dw)
+    # a composite-layout model keeps its layout and the blocks' options
+    blocks_model = build_efficientnet(spec, input_shape=(32, 32, 3), classes=10, layout="blocks",
+                                      depthwise_impl="shifted", bn_fold="never")
+    pruned, _ = prune_channels(blocks_model, spec, fraction=0.3, criterion="l1")
     blocks = [layer for layer in pruned.layers if hasattr(layer, "bn_fold")]
-    assert blocks and all(layer.bn_fold == "never" and layer.depthwise_impl == "shifted"
-                          for layer in blocks)  # the blocks' options carry over
+    assert len(blocks) == 16 and all(layer.bn_fold == "never" and layer.depthwise_impl == "shifted"
+                                     for layer in blocks)  # the blocks' options carry over
 
 
 @pytest.mark.parametrize("spec,criterion", [

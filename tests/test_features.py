@@ -38,17 +38,25 @@ def test_feature_info_every_variant(name):
         stride *= block.stride
         last_at[stride] = block.name
     for info in infos:
-        assert info.layer == last_at[info.reduction]
-        assert info.channels == by_name[info.layer].out_channels
+        assert info.block == last_at[info.reduction]
+        block = by_name[info.block]
+        assert info.channels == block.out_channels
         assert 2 ** info.level == info.reduction
+        # the flat graph's last layer of that block (keras.applications' naming)
+        last = ("_add" if block.skip else "_project_activation"
+                if block.kind == "fu" and block.hidden_channels is None else "_project_bn")
+        assert info.layer == info.block + last
 
 
 def test_feature_info_known_layers():
     # timm's features_only for efficientnet_b0 / tf_efficientnetv2_s: blocks.0,1,2,4,6 / 0,1,2,4,5
-    assert [f.layer for f in feature_info("EfficientNetB0")] == \
+    assert [f.block for f in feature_info("EfficientNetB0")] == \
         ["block1a", "block2b", "block3b", "block5c", "block7a"]
+    # the taps detectors read from keras.applications' EfficientNetB0
+    assert [f.layer for f in feature_info("EfficientNetB0")] == \
+        ["block1a_project_bn", "block2b_add", "block3b_add", "block5c_add", "block7a_project_bn"]
     assert [f.channels for f in feature_info("EfficientNetV2S")] == [24, 48, 64, 160, 256]
-    assert [f.layer for f in feature_info("EfficientNetV2S")] == \
+    assert [f.block for f in feature_info("EfficientNetV2S")] == \
         ["block1b", "block2d", "block3d", "block5i", "block6o"]
     assert [f.channels for f in feature_info("EfficientNetLite0")] == [16, 24, 40, 112, 320]
 
@@ -65,11 +73,10 @@ def _check_shapes(out, infos, batch=1):
 
 
 def _last_ka_layers(ref, infos):
-    """keras.applications' last layer of each block: ``<block>_add`` (residual),
-    ``_project_bn`` or ``_project_activation`` (V2's single-conv fused block)."""
-    last = {i.layer: [l for l in ref.layers if l.name.startswith(i.layer + "_")][-1] for i in infos}
-    assert all(l.name.endswith(("_add", "_project_bn", "_project_activation")) for l in last.values())
-    return [last[i.layer] for i in infos]
+    """keras.applications' layers of the same names: the last layer of each block."""
+    for i in infos:
+        assert [l for l in ref.layers if l.name.startswith(i.block + "_")][-1].name == i.layer
+    return [ref.get_layer(i.layer) for i in infos]
 
 
 @pytest.mark.parametrize("family", ["v1", "lite", "v2", "edgetpu", "condconv"])
@@ -129,22 +136,38 @@ def test_extractor_values_equal_model_layers(family):
     if name is None:
         pytest.skip(f"no {family} variant registered yet")
     spec = _tiny(name)
-    model = build_efficientnet(spec, include_top=False, input_shape=(None, None, 3))
+    model = build_efficientnet(spec, include_top=False, input_shape=(None, None, 3),
+                               layout="blocks")
     randomize_weights(model, seed=3)
     fx = create_feature_extractor(model, spec=spec)
     infos = feature_info(spec)
-    # Reference: the model's layers re-applied as a plain chain on a fresh input.
+    # Reference: the composite model's layers re-applied as a plain chain on a fresh input.
     inp = keras.Input((None, None, 3))
     y, seen = inp, {}
     for layer in model.layers[1:]:
         y = layer(y)
         seen[layer.name] = y
-    chain = keras.Model(inp, [seen[i.layer] for i in infos])
+    chain = keras.Model(inp, [seen[i.block] for i in infos])
     x = np.random.default_rng(0).uniform(0, 255, (1, H, W, 3)).astype("float32")
     out = fx.predict(x, verbose=0)
     _check_shapes(out, infos)
     for info, ref in zip(infos, chain.predict(x, verbose=0)):
         np.testing.assert_allclose(out[info.name], ref, rtol=1e-5, atol=1e-5)
+    # the default flat graph, given the composite model's weights by flat name, gives the same
+    # features (from keras.applications-named layers)
+    from keras_efficientnet.pretrained.naming import finalize_preprocessing, flat_weights
+
+    flat = build_efficientnet(spec, include_top=False, input_shape=(None, None, 3))
+    source = flat_weights(model)
+    targets = flat_weights(flat)
+    assert set(targets) == set(source)
+    for key, variable in targets.items():
+        variable.assign(source[key])
+    finalize_preprocessing(flat)
+    flat_out = create_feature_extractor(flat, spec=spec).predict(x, verbose=0)
+    for info in infos:
+        assert flat.get_layer(info.layer) is not None
+        np.testing.assert_allclose(flat_out[info.name], out[info.name], rtol=1e-5, atol=1e-5)
 
 
 def test_extractor_selection_and_errors():

@@ -100,7 +100,7 @@ needs_fast_build = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflo
 
 @pytest.fixture(scope="module")
 def small_b0():
-    return ke.EfficientNetB0(input_shape=(64, 64, 3), classes=10)
+    return ke.EfficientNetB0(weights=None, input_shape=(64, 64, 3), classes=10)
 
 
 @needs_fast_build
@@ -110,12 +110,20 @@ def test_model_count_equals_spec_count_v1(small_b0):
     assert small_b0.count_params() == count_params_spec("EfficientNetB0", classes=10)[0]
     names = [name for name, _ in per_layer]
     assert "stem_conv" in names and "predictions" in names
-    assert "block2a/dwconv" in names and "block2a/se/reduce" in names
+    assert "block2a_dwconv" in names and "block2a_se_reduce" in names
+
+
+@pytest.mark.parametrize("name", ["EfficientNetB0", "EfficientNetV2B0"])
+def test_blocks_layout_counts_the_same(name):
+    """The composite layout walks its blocks' sublayers (SE on the pooled tensor) and must
+    give the flat graph's count."""
+    blocks = ke.create_model(name, input_shape=(64, 64, 3), classes=10, layout="blocks")
+    assert count_flops(blocks) == count_flops_spec(name, 64, classes=10)
 
 
 @needs_fast_build
 def test_model_count_equals_spec_count_v2_no_top():
-    model = ke.EfficientNetV2B0(include_top=False, input_shape=(96, 96, 3), pooling="avg")
+    model = ke.EfficientNetV2B0(weights=None, include_top=False, input_shape=(96, 96, 3), pooling="avg")
     assert count_flops(model) == count_flops_spec("EfficientNetV2B0", 96, include_top=False)
 
 

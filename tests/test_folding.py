@@ -69,6 +69,8 @@ def test_folded_conv_bn_equals_keras_layers(kind, data_format):
 def _ka_and_ours(name, bn_fold, tmp_path, res=32, **kwargs):
     """keras.applications ``name`` with random weights and statistics, and ours built from its
     weight file with ``bn_fold`` forced, both from the first layer after preprocessing."""
+    if bn_fold == "inference":  # folding inside composite blocks
+        kwargs.setdefault("layout", "blocks")
     reference = getattr(keras.applications, name)(
         weights=None, input_shape=(res, res, 3), classifier_activation=None)
     randomize_weights(reference, seed=11)
@@ -106,7 +108,8 @@ def test_training_mode_does_not_fold(tmp_path):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     plain = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classifier_activation=None,
-                              include_preprocessing=False, bn_fold="never", **no_drop)
+                              include_preprocessing=False, bn_fold="never", layout="blocks",
+                              **no_drop)
     plain.set_weights(folded.get_weights())
     x = np.random.default_rng(3).normal(0, 1, (4, 32, 32, 3)).astype("float32")
     out_folded = to_numpy(folded(x, training=True))
@@ -170,7 +173,7 @@ def test_config_round_trip_and_bad_values(tmp_path):
     block = MBConv(8, expand_filters=16, bn_fold="never")
     assert MBConv.from_config(block.get_config()).bn_fold == "never"
     model = ke.EfficientNetV2B0(weights=None, input_shape=(32, 32, 3), classes=3,
-                                bn_fold="inference")
+                                bn_fold="inference", layout="blocks")
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -182,13 +185,21 @@ def test_config_round_trip_and_bad_values(tmp_path):
         ke.EfficientNetB0(weights=None, bn_fold=True)
     with pytest.raises(ValueError, match="depthwise_impl"):
         ke.EfficientNetB0(weights=None, depthwise_impl="fast")
+    # the flat graph runs keras.applications' BatchNorm layers: asking it to fold is an error
+    with pytest.raises(ValueError, match="layout='blocks'"):
+        ke.EfficientNetB0(weights=None, bn_fold="inference")
     assert resolve_bn_fold("auto") == AUTO_BN_FOLD[BACKEND]
 
 
 def test_depthwise_impl_reaches_the_blocks():
-    model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), depthwise_impl="shifted")
+    model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), depthwise_impl="shifted",
+                              layout="blocks")
     dw = [layer.dwconv for layer in model.layers if isinstance(layer, MBConv)]
-    assert dw and all(isinstance(layer, ShiftedDepthwiseConv2D) for layer in dw)
+    assert len(dw) == 16 and all(isinstance(layer, ShiftedDepthwiseConv2D) for layer in dw)
+    for impl, cls in (("shifted", ShiftedDepthwiseConv2D), ("keras", keras.layers.DepthwiseConv2D)):
+        flat = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), depthwise_impl=impl)
+        dw = [layer for layer in flat.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+        assert len(dw) == 16 and all(type(layer) is cls for layer in dw)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="inspects a TensorFlow graph")

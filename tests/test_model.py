@@ -125,14 +125,8 @@ def test_v2_and_channels_first_model():
 def test_bad_data_format():
     with pytest.raises(ValueError, match="data_format must be"):
         ke.EfficientNetB0(weights=None, data_format="NHWC")
-    if BACKEND != "tensorflow":
-        return
-    import tensorflow as tf
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("a GPU runs channels_first")
-    # TensorFlow itself only fails at the first call (see test_v2_and_channels_first_model)
-    with pytest.raises(ValueError, match=r"channels_last \(NHWC\) only"):
-        ke.EfficientNetB0(weights=None, input_shape=(3, 32, 32), data_format="channels_first")
+    # channels_first builds on every backend, TensorFlow's CPU included (as keras.applications:
+    # users build it there to save it for a GPU); see test_drop_in.test_channels_first_builds_everywhere
 
 
 def test_weights_file_round_trip_and_flexible_input(tiny_model, tmp_path):
@@ -167,14 +161,20 @@ def test_transfer_learning_fit_loss_falls():
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
-def test_predictions_are_float32_under_mixed_precision():
+def test_output_dtype_under_mixed_precision_as_keras_applications():
+    """Under a mixed policy the classifier computes and returns what keras.applications'
+    does (the constructors' graph is keras.applications'); mixed_float16 in test_drop_in."""
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model = ke.build_efficientnet(TINY, input_shape=(32, 32, 3), classes=3)
+        model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
+        ref = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         y = model(np.zeros((1, 32, 32, 3), "float32"))
+        y_ref = ref(np.zeros((1, 32, 32, 3), "float32"))
     finally:
         keras.config.set_dtype_policy("float32")
-    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    assert keras.backend.standardize_dtype(y.dtype) == keras.backend.standardize_dtype(y_ref.dtype)
+    assert model.get_layer("predictions").dtype_policy.name == \
+        ref.get_layer("predictions").dtype_policy.name
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_bad_weights_arguments(tmp_path):
     with pytest.raises(ValueError, match="no weight set 'noisy'"):
         ke.EfficientNetB0(weights="noisy")
     with pytest.raises(ValueError, match="pooling"):
-        ke.EfficientNetB0(include_top=False, pooling="sum")
+        ke.EfficientNetB0(weights=None, include_top=False, pooling="sum")
 
 
 @pytest.fixture(scope="module")

@@ -95,11 +95,17 @@ def test_v1_preprocessing_is_imagenet_mean_std():
     the same numbers; the reference's arithmetic is reproduced here with its own layers."""
     mean = [0.485, 0.456, 0.406]
     std = [0.229, 0.224, 0.225]
-    pixels = np.random.default_rng(4).uniform(0, 255, (1, 4, 4, 3)).astype("float32")
+    from keras_efficientnet.models.factory import preprocessing_layer, set_preprocessing
+
+    pixels = np.random.default_rng(4).uniform(0, 255, (1, RES, RES, 3)).astype("float32")
     reference = keras.Sequential([
         keras.layers.Rescaling(1.0 / 255.0),
         keras.layers.Normalization(mean=mean, variance=std),  # published files store std here
         keras.layers.Rescaling([1.0 / np.sqrt(s) for s in std]),
     ])
-    ours = ke.EfficientNetB0(weights=None, input_shape=(RES, RES, 3)).get_layer("preprocessing")
+    # ours: keras.applications' Rescaling + Normalization, with ImageNet statistics (as the
+    # imagenet weights set them; variance = std**2, so no third layer is needed)
+    model = ke.EfficientNetB0(weights=None, input_shape=(RES, RES, 3))
+    set_preprocessing(model, "imagenet")
+    ours = keras.Model(model.input, preprocessing_layer(model).output)
     np.testing.assert_allclose(to_numpy(ours(pixels)), to_numpy(reference(pixels)), atol=1e-5)

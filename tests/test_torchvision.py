@@ -30,7 +30,7 @@ from keras_efficientnet.pretrained import loading, registry  # noqa: E402
 from keras_efficientnet.pretrained.convert import base  # noqa: E402
 from keras_efficientnet.pretrained.convert import torchvision as tvc  # noqa: E402
 from keras_efficientnet.pretrained.convert.shapes import expected_shapes  # noqa: E402
-from keras_efficientnet.pretrained.naming import flat_weights  # noqa: E402
+from keras_efficientnet.pretrained.naming import PREPROCESSING_WEIGHTS, flat_weights  # noqa: E402
 from keras_efficientnet.specs import get_spec, resolve  # noqa: E402
 
 SIZE = 64
@@ -184,13 +184,16 @@ def check_parity(net, model, images, classes):
     assert max_rel_diff(ref, out) < 1e-4
     # parameter counts: every state-dict tensor but the step counters = every Keras weight
     # (BatchNorm statistics included); torch parameters = Keras trainable weights
+    # (the keras.applications-style input Normalization's mean, variance and count are
+    # Keras weights too: the file's ImageNet statistics, not in the state dict)
     state = net.state_dict()
-    assert model.count_params() == sum(v.numel() for k, v in state.items()
-                                       if not k.endswith("num_batches_tracked"))
+    ours = {k: v for k, v in flat_weights(model).items() if k not in PREPROCESSING_WEIGHTS}
+    assert sum(int(np.prod(v.shape)) for v in ours.values()) == \
+        sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == sum(p.numel() for p in net.parameters())
     # the pure-Python weight list the converters match against is the built model's
-    assert {k: tuple(v.shape) for k, v in flat_weights(model).items()} == \
+    assert {k: tuple(v.shape) for k, v in ours.items()} == \
         expected_shapes(get_spec(model.name), classes)
 
 

@@ -1,5 +1,6 @@
 """Keras layers of the EfficientNet family. They know nothing about variants."""
 
+from . import channel_bias as _channel_bias  # noqa: F401  (registers ChannelBias: fused models load)
 from .condconv import CondConv2D, CondConvMBConv
 from .depthwise import ShiftedDepthwiseConv2D
 from .fused_mbconv import FusedMBConv

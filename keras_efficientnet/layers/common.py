@@ -69,3 +69,32 @@ def batch_norm(name, data_format, epsilon, momentum):
 def serializable(cls):
     """Register a layer class for ``.keras`` saving under this package's name."""
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+
+
+def serializable_as_core(core):
+    """Register a fast subclass of a core Keras layer so that it saves *as* that core layer.
+
+    A model's ``.keras`` file then names ``keras.layers.<Core>`` with the core layer's own
+    config, so it loads with plain Keras in a process that never imports this package (and
+    computes the same function there). The file also records the registered name ``<Core>``,
+    under which this package registers a loader: after ``import keras_efficientnet``,
+    ``keras.saving.load_model`` gives the fast subclass back (``cls.from_config`` decides
+    which class fits the current backend). Files Keras writes for its own layers carry no
+    registered name and are not affected. The class keeps ``isinstance(layer, core)`` true
+    and shows the core name in ``model.summary()``, as keras.applications' models do.
+    """
+    from keras.src.saving import object_registration
+
+    def wrap(cls):
+        original = cls.__name__
+        name = core.__name__
+        cls.__name__ = cls.__qualname__ = name
+        cls.__module__ = "keras.layers"
+        cls._ke_name = original
+        object_registration.GLOBAL_CUSTOM_NAMES[cls] = name
+        object_registration.GLOBAL_CUSTOM_OBJECTS[name] = cls
+        # files written before this change name the class under the package
+        object_registration.GLOBAL_CUSTOM_OBJECTS[f"{PACKAGE}>{original}"] = cls
+        return cls
+
+    return wrap

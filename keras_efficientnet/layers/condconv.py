@@ -111,7 +111,8 @@ class CondConv2D(keras.layers.Layer):
             equation = "bcnhw,bn->bchw" if self.depthwise else "bnohw,bn->bohw"
         return keras.ops.einsum(equation, y, routing_weights)
 
-    def compute_output_shape(self, input_shape, routing_weights_shape=None):
+    def compute_output_shape(self, inputs_shape, routing_weights_shape=None):
+        input_shape = inputs_shape
         shape = list(input_shape)
         for axis in spatial_axes(self.data_format):
             if shape[axis] is not None:
@@ -135,11 +136,10 @@ class CondConv2D(keras.layers.Layer):
 class CondConvMBConv(_InvertedResidualBase):
     """MBConv whose 1x1 expansion, depthwise and 1x1 projection convolutions are CondConv.
 
-    The routing weights are ``sigmoid(routing(mean(inputs over space)))`` (a ``Dense``
-    sublayer named ``routing``), computed once from the block input and shared by the three
-    convolutions. Sublayer names otherwise follow :class:`~keras_efficientnet.layers.MBConv`
-    (``expand_conv``, ``expand_bn``, ``dwconv``, ``bn``, ``se``, ``project_conv``,
-    ``project_bn``).
+    The routing weights are ``routing(routing_pool(inputs))`` (global average pooling, then
+    a sigmoid ``Dense`` sublayer named ``routing``), computed once from the block input and
+    shared by the three convolutions. Sublayer names otherwise follow
+    :class:`~keras_efficientnet.layers.MBConv`.
 
     Args:
         num_experts: number of expert kernels of each CondConv.
@@ -161,41 +161,8 @@ class CondConvMBConv(_InvertedResidualBase):
             raise ValueError(f"CondConvMBConv needs num_experts >= 1, got {num_experts}.")
         self.num_experts = int(num_experts)
 
-    def _condconv(self, filters, kernel_size, strides, name, depthwise=False, padding="same"):
-        return CondConv2D(filters, kernel_size, strides=strides, num_experts=self.num_experts,
-                          depthwise=depthwise, padding=padding, data_format=self.data_format,
-                          kernel_initializer=self.kernel_initializer, name=name)
-
-    def build(self, input_shape):
-        in_ch = self._check_residual(input_shape)
-        self.routing = keras.layers.Dense(self.num_experts, name="routing")
-        self.routing.build((input_shape[0], in_ch))
-        self.expand_conv = self.expand_bn = None
-        if self.expand_filters is not None:
-            self.expand_conv = self._condconv(self.expand_filters, 1, 1, "expand_conv")
-            self.expand_bn = self._bn("expand_bn")
-        self.dwconv = self._condconv(1, self.kernel_size, self.strides, "dwconv", depthwise=True,
-                                     padding=self._conv_padding)
-        self.bn = self._bn("bn")
-        self.se = self._se()
-        self.project_conv = self._condconv(self.filters, 1, 1, "project_conv")
-        self.project_bn = self._bn("project_bn")
-        shape = self._build_chain(input_shape, [self.expand_conv, self.expand_bn])
-        self._build_chain(self._padded(shape), [self.dwconv, self.bn, self.se, self.project_conv,
-                                                self.project_bn])
-
-    def call(self, inputs, training=None):
-        pooled = keras.ops.mean(inputs, axis=spatial_axes(self.data_format))
-        routing = keras.ops.sigmoid(self.routing(pooled))
-        x = inputs
-        if self.expand_conv is not None:
-            x = self.activation(self.expand_bn(self.expand_conv(x, routing), training=training))
-        x = pad_spatial(x, self._pad, self.data_format)
-        x = self.activation(self.bn(self.dwconv(x, routing), training=training))
-        if self.se is not None:
-            x = self.se(x)
-        x = self.project_bn(self.project_conv(x, routing), training=training)
-        return self._finish(inputs, x, training)
+    def _num_experts(self):
+        return self.num_experts
 
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts}

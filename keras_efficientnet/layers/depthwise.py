@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from .common import CONV_INITIALIZER, serializable, standardize_data_format
+from .common import CONV_INITIALIZER, serializable_as_core
 
 #: Implementations of MBConv's depthwise convolution.
 DEPTHWISE_IMPLS = ("auto", "keras", "shifted")
@@ -82,85 +82,72 @@ def _correlate(xp, taps, strides, out_h, out_w, channels_last):
     return out
 
 
-@serializable
-class ShiftedDepthwiseConv2D(keras.layers.Layer):
-    """Depthwise 2-D convolution (depth multiplier 1, no bias) as k*k shifted multiply-adds.
+@serializable_as_core(keras.layers.DepthwiseConv2D)
+class ShiftedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` computed as k*k shifted multiply-adds.
 
-    Numerically the same function as ``keras.layers.DepthwiseConv2D(kernel_size,
-    strides=strides, padding=padding, use_bias=False)`` with the same weight variable
-    (``kernel``, as Keras names it) of shape ``(k, k, channels, 1)``; only the computation differs, and it
-    compiles to a fused loop under XLA.
+    A subclass of the core layer (``isinstance`` holds, same config, same ``kernel`` variable
+    of shape ``(k, k, channels, 1)``, same outputs up to float summation order): only the
+    arithmetic differs, and it compiles to a fused loop under XLA; on JAX its gradient is
+    hand-written (:mod:`keras_efficientnet.layers.depthwise_jax`). It saves as
+    ``keras.layers.DepthwiseConv2D`` (:func:`~keras_efficientnet.layers.common.serializable_as_core`).
+    Supported: square kernels, strides 1 or 2 on both axes, depth multiplier 1, no dilation.
 
     Args:
-        kernel_size: odd or even square kernel size ``k``.
+        kernel_size: square kernel size ``k`` (odd or even).
         strides: 1 or 2.
-        padding: ``"same"`` (TensorFlow's rule) or ``"valid"`` (pad beforehand yourself, as
-            the ``"symmetric"`` convention does).
+        padding: ``"same"`` (TensorFlow's rule) or ``"valid"``.
         data_format: ``"channels_last"`` or ``"channels_first"``; Keras' default when None.
-        depthwise_initializer: initializer of ``depthwise_kernel``.
+        depthwise_initializer: initializer of the kernel.
+        use_bias: add a bias (default False, unlike the core layer: EfficientNets have none).
+        **kwargs: any other ``keras.layers.DepthwiseConv2D`` argument.
 
     Example:
-        >>> import numpy as np
+        >>> import keras, numpy as np
         >>> from keras_efficientnet.layers import ShiftedDepthwiseConv2D
         >>> layer = ShiftedDepthwiseConv2D(3, strides=2)
         >>> tuple(layer(np.ones((1, 8, 8, 4), "float32")).shape)
         (1, 4, 4, 4)
-        >>> tuple(layer.kernel.shape)
-        (3, 3, 4, 1)
+        >>> tuple(layer.kernel.shape), isinstance(layer, keras.layers.DepthwiseConv2D)
+        ((3, 3, 4, 1), True)
     """
 
     def __init__(self, kernel_size, strides=1, padding="same", data_format=None,
-                 depthwise_initializer=CONV_INITIALIZER, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(kernel_size, (tuple, list)):
-            if len(set(kernel_size)) != 1:
-                raise ValueError(f"kernel_size must be square, got {kernel_size}.")
-            kernel_size = kernel_size[0]
-        if isinstance(strides, (tuple, list)):
-            if len(set(strides)) != 1:
-                raise ValueError(f"strides must be equal along both axes, got {strides}.")
-            strides = strides[0]
-        self.kernel_size = int(kernel_size)
-        self.strides = int(strides)
-        if self.kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}.")
-        if self.strides not in (1, 2):
-            raise ValueError(f"strides must be 1 or 2, got {strides}.")
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
-        self.padding = padding
-        self.data_format = standardize_data_format(data_format)
-        self.depthwise_initializer = keras.initializers.get(depthwise_initializer)
+                 depthwise_initializer=CONV_INITIALIZER, use_bias=False, **kwargs):
+        super().__init__(kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         depthwise_initializer=depthwise_initializer, use_bias=use_bias, **kwargs)
+        if len(set(self.kernel_size)) != 1:
+            raise ValueError(f"kernel_size must be square, got {kernel_size}.")
+        if len(set(self.strides)) != 1 or self.strides[0] not in (1, 2):
+            raise ValueError(f"strides must be 1 or 2 on both axes, got {strides}.")
+        if self.depth_multiplier != 1 or tuple(self.dilation_rate) != (1, 1):
+            raise ValueError("ShiftedDepthwiseConv2D supports depth_multiplier=1 and no dilation.")
 
-    def _channels(self, input_shape):
-        return input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
-
-    def build(self, input_shape):
-        channels = self._channels(input_shape)
-        if channels is None:
-            raise ValueError("ShiftedDepthwiseConv2D needs a known channel count.")
-        # Same attribute and variable name as keras.layers.DepthwiseConv2D ("kernel"), so
-        # flat weight names (``block2a_dwconv/kernel``) and converters are unchanged.
-        self.kernel = self.add_weight(
-            name="kernel", shape=(self.kernel_size, self.kernel_size, channels, 1),
-            initializer=self.depthwise_initializer, trainable=True)
-
-    def _out_size(self, size):
-        if size is None:
-            return None
-        if self.padding == "same":
-            return -(-size // self.strides)
-        return (size - self.kernel_size) // self.strides + 1
+    @classmethod
+    def from_config(cls, config):
+        """The fast layer where it is the faster one (JAX), ``keras.layers.DepthwiseConv2D``
+        elsewhere (same weights and function)."""
+        config = dict(config)
+        if resolve_depthwise_impl("auto") != "shifted" or config.get("depth_multiplier", 1) != 1 \
+                or tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
+            return keras.layers.DepthwiseConv2D(**config)
+        return cls(**config)
 
     def call(self, inputs):
-        return self.depthwise_op(inputs, self.kernel)
+        outputs = self.depthwise_op(inputs, self.kernel)
+        if self.use_bias:
+            shape = [1, 1, 1, -1] if self.data_format == "channels_last" else [1, -1, 1, 1]
+            outputs = outputs + keras.ops.reshape(keras.ops.cast(self.bias, outputs.dtype), shape)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
 
     def depthwise_op(self, inputs, kernel):
         """The convolution of ``inputs`` with ``kernel`` (shape ``(k, k, C, 1)``) under this
         layer's kernel size, strides, padding and data format (``call`` passes ``self.kernel``;
         BatchNorm folding passes a scaled copy)."""
         ops = keras.ops
-        k, s = self.kernel_size, self.strides
+        k, s = self.kernel_size[0], self.strides[0]
         last = self.data_format == "channels_last"
         h_axis, w_axis = (1, 2) if last else (2, 3)
         height, width = inputs.shape[h_axis], inputs.shape[w_axis]
@@ -185,14 +172,26 @@ class ShiftedDepthwiseConv2D(keras.layers.Layer):
         # One (C,) weight vector per tap, broadcast over the batch and spatial axes.
         return _correlate(x, ops.reshape(kernel, (k, k, -1)), s, out_h, out_w, last)
 
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
-        for axis in axes:
-            shape[axis] = self._out_size(shape[axis])
-        return tuple(shape)
 
-    def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding, "data_format": self.data_format,
-                "depthwise_initializer": keras.initializers.serialize(self.depthwise_initializer)}
+def make_depthwise(impl: str, kernel_size: int, strides: int = 1, padding: str = "same",
+                   data_format=None, depthwise_initializer=CONV_INITIALIZER, name=None):
+    """A bias-free depthwise convolution layer of the implementation ``impl`` stands for.
+
+    Args:
+        impl: ``"auto"``, ``"keras"`` or ``"shifted"`` (see :func:`resolve_depthwise_impl`).
+        kernel_size, strides, padding, data_format, depthwise_initializer, name: as for
+            ``keras.layers.DepthwiseConv2D``.
+
+    Returns:
+        A ``keras.layers.DepthwiseConv2D`` (or the :class:`ShiftedDepthwiseConv2D` subclass).
+
+    Example:
+        >>> import keras
+        >>> from keras_efficientnet.layers.depthwise import make_depthwise
+        >>> isinstance(make_depthwise("auto", 3), keras.layers.DepthwiseConv2D)
+        True
+    """
+    cls = ShiftedDepthwiseConv2D if resolve_depthwise_impl(impl) == "shifted" \
+        else keras.layers.DepthwiseConv2D
+    return cls(kernel_size, strides=strides, padding=padding, use_bias=False,
+               data_format=data_format, depthwise_initializer=depthwise_initializer, name=name)

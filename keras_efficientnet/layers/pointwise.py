@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import keras
 
-from .common import serializable
+from .common import serializable_as_core
 
 
-@serializable
+@serializable_as_core(keras.layers.Conv2D)
 class PointwiseConv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose 1x1, stride-1, channels-last case is a matmul on JAX.
 
-    Same constructor, weights and outputs (up to float summation order) as ``Conv2D``.
+    Same constructor, weights and outputs (up to float summation order) as ``Conv2D``; saves
+    as ``keras.layers.Conv2D`` (:func:`~keras_efficientnet.layers.common.serializable_as_core`),
+    so a model's ``.keras`` file loads with plain Keras.
 
     Example:
         >>> import numpy as np

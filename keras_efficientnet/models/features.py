@@ -3,8 +3,15 @@
 Everything is derived from :func:`keras_efficientnet.specs.resolve`: the stem halves the input,
 each block multiplies the running reduction by its stride, and the feature of reduction ``2**k``
 is the output of the *last* block that runs at that reduction (timm's and keras-hub's choice:
-``P1`` of EfficientNet-B0 is ``block1a``, ``P5`` is ``block7a``). When no block runs at a
-reduction (a network whose first block already has stride 2) the stem's activation is used.
+``P1`` of EfficientNet-B0 is ``block1a``, ``P5`` is ``block7a``). In the default flat graph
+that output is keras.applications' layer ``block1a_project_bn``, ``block2b_add``, ...; in a
+``layout="blocks"`` model it is the block layer itself. When no block runs at a reduction (a
+network whose first block already has stride 2) the stem's activation is used.
+
+:func:`expansion_taps` lists the other convention, qubvel segmentation_models' encoder taps
+on keras.applications models: the expansion activation of the first block of each
+downsampling stage (``block2a_expand_activation``, ``block3a_...``, ``block4a_...``,
+``block6a_...``), then ``top_activation``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import keras
 
 from ..specs import ModelSpec, VARIANTS, get_spec, resolve
+from ..specs.naming import block_output, default_model_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +34,10 @@ class FeatureInfo:
         level: ``k``.
         reduction: input size / feature size (the stride), ``2**k``.
         channels: channels of the feature.
-        layer: name of the model layer whose output is the feature.
+        layer: name of the flat graph's layer whose output is the feature.
         stage: 0-based stage of that block (-1 for the stem).
         block_index: 0-based index of that block among all blocks (-1 for the stem).
+        block: the block's name (the layer of a ``layout="blocks"`` model).
     """
 
     name: str
@@ -38,6 +47,7 @@ class FeatureInfo:
     layer: str
     stage: int
     block_index: int
+    block: str = ""
 
 
 def feature_info(spec_or_name, drop_connect_rate: float | None = None) -> list[FeatureInfo]:
@@ -55,25 +65,50 @@ def feature_info(spec_or_name, drop_connect_rate: float | None = None) -> list[F
         >>> from keras_efficientnet.models.features import feature_info
         >>> [(f.name, f.reduction, f.channels, f.layer) for f in feature_info("EfficientNetB0")]
         ... # doctest: +NORMALIZE_WHITESPACE
-        [('P1', 2, 16, 'block1a'), ('P2', 4, 24, 'block2b'), ('P3', 8, 40, 'block3b'),
-         ('P4', 16, 112, 'block5c'), ('P5', 32, 320, 'block7a')]
+        [('P1', 2, 16, 'block1a_project_bn'), ('P2', 4, 24, 'block2b_add'),
+         ('P3', 8, 40, 'block3b_add'), ('P4', 16, 112, 'block5c_add'),
+         ('P5', 32, 320, 'block7a_project_bn')]
     """
     spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else get_spec(spec_or_name)
     resolved = resolve(spec)
-    last = {2: FeatureInfo("P1", 1, 2, resolved.stem_channels, "stem_activation", -1, -1)}
+    last = {2: FeatureInfo("P1", 1, 2, resolved.stem_channels, "stem_activation", -1, -1,
+                           "stem_activation")}
     reduction = 2
     for block in resolved.blocks:
         reduction *= block.stride
         level = int(round(math.log2(reduction)))
         last[reduction] = FeatureInfo(f"P{level}", level, reduction, block.out_channels,
-                                      block.name, block.stage, block.index)
+                                      block_output(block), block.stage, block.index, block.name)
     return [last[r] for r in sorted(last)]
+
+
+def expansion_taps(spec_or_name) -> list[tuple[str, int]]:
+    """keras.applications-style encoder taps: ``(layer name, reduction)`` of the expansion
+    activation of every block that downsamples (at the resolution before its stride), then
+    ``top_activation`` at the final reduction; the layers qubvel segmentation_models' U-Net
+    encoders read from keras.applications' EfficientNets.
+
+    Example:
+        >>> from keras_efficientnet.models.features import expansion_taps
+        >>> expansion_taps("EfficientNetB0")  # doctest: +NORMALIZE_WHITESPACE
+        [('block2a_expand_activation', 2), ('block3a_expand_activation', 4),
+         ('block4a_expand_activation', 8), ('block6a_expand_activation', 16),
+         ('top_activation', 32)]
+    """
+    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else get_spec(spec_or_name)
+    taps, reduction = [], 2
+    for block in resolve(spec).blocks:
+        if block.stride == 2 and block.hidden_channels is not None:
+            taps.append((f"{block.name}_expand_activation", reduction))
+        reduction *= block.stride
+    return taps + [("top_activation", reduction)]
 
 
 def _spec_of(model, spec):
     if spec is not None:
         return spec if isinstance(spec, ModelSpec) else get_spec(spec)
     by_lower = {name.lower(): s for name, s in VARIANTS.items()}
+    by_lower.update({default_model_name(name): s for name, s in VARIANTS.items()})
     found = by_lower.get(model.name.lower())
     if found is None:
         raise ValueError(f"Cannot tell which EfficientNet the model {model.name!r} is. Pass its spec: "
@@ -153,7 +188,9 @@ def create_feature_extractor(model_or_name, out_names=None, out_indices=None, sp
     outputs = {}
     for info in chosen:
         try:
-            layer = model.get_layer(info.layer)
+            names = {l.name for l in model.layers}
+            layer = model.get_layer(info.layer if info.layer in names or info.block not in names
+                                    else info.block)
         except ValueError:
             raise ValueError(f"The model {model.name!r} has no layer {info.layer!r} (feature "
                              f"{info.name}); it was not built from this spec. Pass spec=.") from None

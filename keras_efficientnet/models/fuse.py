@@ -29,7 +29,7 @@ def _conv_partner(prefix, bn, leaves, producers):
     head, _, last = prefix.rpartition("_")
     candidates = [prefix[:-3] + "_conv"] if prefix.endswith("_bn") else []
     if last == "bn":
-        candidates.append(f"{head}_dwconv")
+        candidates += [f"{head}_dwconv", f"{head}_dwconv2"]
     for name in candidates:
         if name in leaves:
             return name
@@ -72,7 +72,7 @@ def fuse_batchnorm(model):
     Example:
         >>> import numpy as np
         >>> import keras_efficientnet as ke
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> fused = ke.fuse_batchnorm(model)
         >>> x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
         >>> bool(np.allclose(fused.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5))
@@ -82,7 +82,7 @@ def fuse_batchnorm(model):
 
     from ..layers.channel_bias import ChannelBias
     from ..layers.mbconv import _InvertedResidualBase
-    from ..pretrained.naming import flat_weights
+    from ..pretrained.naming import finalize_preprocessing, flat_weights
 
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ValueError("fuse_batchnorm needs a functional keras.Model (as the constructors build).")
@@ -146,4 +146,5 @@ def fuse_batchnorm(model):
             raise ValueError(f"fuse_batchnorm: {name} has shape {tuple(variable.shape)}, folded "
                              f"value {target[name].shape}.")
         variable.assign(target[name].astype(variable.dtype))
+    finalize_preprocessing(fused)
     return fused

@@ -45,6 +45,7 @@ from .convert import torchvision as _torchvision_format  # noqa: F401  (register
 from .convert import efficientnet_pytorch as _efficientnet_pytorch_format  # noqa: F401  (registers it)
 from .convert import timm as _timm_format  # noqa: F401  (registers "timm")
 from .convert.base import Converted, detect_format, read_checkpoint, show_names
+from . import naming
 from .naming import flat_weights
 from ..validation import file_mode, prepare_output
 
@@ -668,7 +669,7 @@ def assign(model, converted: Converted, include_top: bool) -> None:
         >>> from keras_efficientnet.pretrained.convert.base import Converted
         >>> from keras_efficientnet.pretrained.loading import assign
         >>> from keras_efficientnet.pretrained.naming import flat_weights
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=2)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=2)
         >>> arrays = {n: np.zeros(v.shape, "float32") for n, v in flat_weights(model).items()}
         >>> arrays["stem_conv/kernel"][0, 0, 0, 0] = np.nan
         >>> assign(model, Converted(arrays, {}, "demo.h5", "demo"), True)
@@ -678,6 +679,7 @@ def assign(model, converted: Converted, include_top: bool) -> None:
     """
     targets = flat_weights(model)
     arrays = dict(converted.arrays)
+    naming.reconcile_preprocessing(targets, arrays)
     if not include_top:
         dropped = [n for n in converted.head_names if n in arrays and n not in targets]
         for name in dropped:
@@ -715,6 +717,7 @@ def assign(model, converted: Converted, include_top: bool) -> None:
                          "run that diverged. Nothing was loaded.")
     for name, variable in targets.items():
         variable.assign(np.asarray(arrays[name], dtype=variable.dtype))
+    naming.finalize_preprocessing(model)
     for name, reason in converted.consumed.items():
         log.debug("%s: %s used as %s", converted.source, name, reason)
 
@@ -767,7 +770,7 @@ def load_weights(model, weights, spec, include_top: bool = True) -> None:
         >>> import os, tempfile
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.pretrained.loading import load_weights
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3))
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3))
         >>> load_weights(model, tempfile.mkdtemp(), ke.get_spec("EfficientNetB0"))
         Traceback (most recent call last):
         ...

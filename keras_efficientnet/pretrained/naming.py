@@ -4,10 +4,23 @@ A variable's flat name is the chain of layer names from the model down to the la
 owns it, joined by ``_``, then ``/`` and the variable name: the ``kernel`` of the
 ``expand_conv`` sublayer of block ``block2a`` is ``block2a_expand_conv/kernel``. These are
 exactly the names keras.applications' ``.h5`` files use, and the names every converter in
-:mod:`keras_efficientnet.pretrained.convert` maps its source onto.
+:mod:`keras_efficientnet.pretrained.convert` maps its source onto. In the default flat graph
+the chain is just the layer's name; in the ``layout="blocks"`` model it runs through the
+block layer (``block2a`` > ``expand_conv``) and gives the same string.
+
+The input ``Normalization`` layer's statistics (V1 graphs) are named
+``normalization/mean``, ``normalization/variance`` and ``normalization/count`` whatever name
+Keras gave the layer (keras.applications leaves it to Keras' automatic names). They are
+optional in every file: a file without them leaves the statistics the factory set from the
+weight source's convention.
 """
 
 from __future__ import annotations
+
+import keras
+
+#: Flat names of the input normalisation statistics, optional in weight files.
+PREPROCESSING_WEIGHTS = ("normalization/mean", "normalization/variance", "normalization/count")
 
 
 def _children(layer):
@@ -39,5 +52,28 @@ def flat_weights(model) -> dict:
             visit(child, f"{prefix}_{child.name}")
 
     for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.weights:
+            for variable in layer.weights:
+                out[f"normalization/{variable.name}"] = variable
+            continue
         visit(layer, layer.name)
     return out
+
+
+def reconcile_preprocessing(targets: dict, arrays: dict) -> None:
+    """Make the input normalisation statistics optional on both sides, in place: a file
+    without them leaves the model's (set by the factory from the weight source's convention),
+    and a model without a ``Normalization`` layer (``include_preprocessing=False``) ignores
+    the file's."""
+    for name in PREPROCESSING_WEIGHTS:
+        if name not in arrays:
+            targets.pop(name, None)
+        elif name not in targets:
+            arrays.pop(name)
+
+
+def finalize_preprocessing(model) -> None:
+    """Let the input ``Normalization`` layer pick up statistics assigned to its variables."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.weights:
+            layer.finalize_state()

@@ -19,10 +19,10 @@ without an expansion conv, are copied unchanged, by name):
 
 =================  =========================================================
 MBConv             ``expand_conv`` out-channels, ``expand_bn``, ``dwconv`` channels, ``bn``,
-                   ``se/reduce`` in-channels, ``se/expand`` out-channels + bias,
+                   ``se_reduce`` in-channels, ``se_expand`` out-channels + bias,
                    ``project_conv`` in-channels
-Fused-MBConv       ``expand_conv`` (k x k) out-channels, ``expand_bn``, ``se/reduce`` in,
-                   ``se/expand`` out + bias, ``project_conv`` in-channels
+Fused-MBConv       ``expand_conv`` (k x k) out-channels, ``expand_bn``, ``se_reduce`` in,
+                   ``se_expand`` out + bias, ``project_conv`` in-channels
 =================  =========================================================
 
 A dropped hidden channel reaches the rest of the network only through two kernels: the
@@ -51,33 +51,32 @@ def _check(fraction, criterion):
         raise ValueError(f"Unknown criterion {criterion!r}; choose from {CRITERIA}.")
 
 
-def _find_layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        for layer in model.layers:
-            if isinstance(layer, keras.Model):
-                found = _find_layer(layer, name)
-                if found is not None:
-                    return found
-    return None
+def _weights(model) -> dict:
+    """``{flat name: variable}`` of ``model``: the same names in the flat graph and in a
+    ``layout="blocks"`` model (:func:`keras_efficientnet.pretrained.naming.flat_weights`)."""
+    from ..pretrained.naming import flat_weights
+
+    return flat_weights(model)
 
 
-def _prunable_blocks(model, spec):
-    """``(resolved_block, layer)`` for each block with an expansion conv (CondConv excluded)."""
+def _prunable_blocks(model, spec, weights=None):
+    """``(resolved_block, {part: variable})`` for each block with an expansion conv (CondConv
+    excluded); parts are the flat names without the block prefix (``expand_conv/kernel``)."""
+    weights = _weights(model) if weights is None else weights
     out = []
     for block in resolve(spec).blocks:
         if block.hidden_channels is None or block.experts:
             continue
-        layer = _find_layer(model, block.name)
-        if layer is None or getattr(layer, "expand_conv", None) is None:
-            raise ValueError(f"The model has no block {block.name!r} with an expansion conv: it "
-                             f"does not match the spec {spec.name!r}.")
-        kernel = layer.expand_conv.kernel
+        prefix = block.name + "_"
+        parts = {n[len(prefix):]: v for n, v in weights.items() if n.startswith(prefix)}
+        kernel = parts.get("expand_conv/kernel")
+        if kernel is None:
+            raise ValueError(f"The model has no block {block.name!r} with an expansion conv "
+                             f"({prefix}expand_conv): it does not match the spec {spec.name!r}.")
         if kernel.shape[-1] != block.hidden_channels:
             raise ValueError(f"{block.name}: the model has {kernel.shape[-1]} hidden channels, the "
                              f"spec {block.hidden_channels}; pass the spec the model was built from.")
-        out.append((block, layer))
+        out.append((block, parts))
     return out
 
 
@@ -107,7 +106,7 @@ def select_channels(model, spec, fraction: float = 0.3, criterion: str = "bn_gam
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.channel_prune import select_channels
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> kept = select_channels(model, "EfficientNetB0", 0.3, "l1")
         >>> len(kept["block2a"])
         67
@@ -115,15 +114,15 @@ def select_channels(model, spec, fraction: float = 0.3, criterion: str = "bn_gam
     spec = spec if isinstance(spec, ModelSpec) else get_spec(spec)
     _check(fraction, criterion)
     kept = {}
-    for block, layer in _prunable_blocks(model, spec):
+    for block, parts in _prunable_blocks(model, spec):
         if criterion == "bn_gamma":
-            gamma = getattr(layer.expand_bn, "gamma", None)
+            gamma = parts.get("expand_bn/gamma")
             if gamma is None:
-                raise ValueError(f"{block.name}/expand_bn has no gamma (BatchNorm fused or "
+                raise ValueError(f"{block.name}_expand_bn has no gamma (BatchNorm fused or "
                                  "scale=False); use criterion='l1'.")
             score = np.abs(keras.ops.convert_to_numpy(gamma))
         else:
-            w = keras.ops.convert_to_numpy(layer.expand_conv.kernel)
+            w = keras.ops.convert_to_numpy(parts["expand_conv/kernel"])
             score = np.abs(w).reshape(-1, w.shape[-1]).sum(axis=0)
         n = keep_count(block.hidden_channels, float(fraction))
         order = np.argsort(-score, kind="stable")  # best first; ties keep the lower index
@@ -134,7 +133,7 @@ def select_channels(model, spec, fraction: float = 0.3, criterion: str = "bn_gam
 def zero_channels(model, kept: dict) -> None:
     """Make dropped hidden channels contribute nothing, in place, without changing shapes.
 
-    For each block, the input rows of ``se/reduce`` and ``project_conv`` that belong to
+    For each block, the input rows of ``se_reduce`` and ``project_conv`` that belong to
     channels not in ``kept[block]`` are set to zero. Those are the only paths by which a hidden
     channel reaches anything outside itself, so afterwards ``model`` computes what the model of
     :func:`prune_channels` (with the same ``kept``) computes.
@@ -146,16 +145,18 @@ def zero_channels(model, kept: dict) -> None:
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.channel_prune import select_channels, zero_channels
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> zero_channels(model, select_channels(model, "EfficientNetB0", 0.5))
     """
+    weights = _weights(model)
     for name, keep in kept.items():
-        layer = _find_layer(model, name)
-        hidden = layer.expand_conv.kernel.shape[-1]
+        if f"{name}_expand_conv/kernel" not in weights:
+            raise ValueError(f"The model has no block {name!r} with an expansion conv.")
+        hidden = weights[f"{name}_expand_conv/kernel"].shape[-1]
         drop = np.setdiff1d(np.arange(hidden), keep)
-        targets = [layer.project_conv.kernel]
-        if layer.se is not None:
-            targets.append(layer.se.reduce.kernel)
+        targets = [weights[f"{name}_project_conv/kernel"]]
+        if f"{name}_se_reduce/kernel" in weights:
+            targets.append(weights[f"{name}_se_reduce/kernel"])
         for kernel in targets:
             w = keras.ops.convert_to_numpy(kernel).copy()
             w[:, :, drop, :] = 0.0
@@ -163,18 +164,29 @@ def zero_channels(model, kept: dict) -> None:
 
 
 def _head_settings(model):
-    """The build_efficientnet arguments that reproduce ``model``'s input and head."""
+    """The build_efficientnet arguments that reproduce ``model``'s input, head, layout and
+    computation options."""
+    from ..layers import FusedMBConv, MBConv
+    from ..layers.depthwise import ShiftedDepthwiseConv2D
+
     names = {l.name for l in model.layers}
     kw = {"input_shape": tuple(model.input_shape[1:]),
-          "include_preprocessing": "preprocessing" in names,
+          "include_preprocessing": any(isinstance(l, keras.layers.Rescaling)
+                                       for l in model.layers[:4]),
           "name": model.name}
-    top_conv = _find_layer(model, "top_conv")
-    if top_conv is not None:
-        kw["data_format"] = top_conv.data_format
-    for layer in model.layers:  # the blocks' computation options carry over
+    if "top_conv" in names:
+        kw["data_format"] = model.get_layer("top_conv").data_format
+    blocks = [l for l in model.layers if isinstance(l, (MBConv, FusedMBConv))]
+    kw["layout"] = "blocks" if blocks else "flat"
+    for layer in blocks:  # the blocks' computation options carry over
         for option in ("depthwise_impl", "bn_fold"):  # depthwise_impl: MBConv blocks only
             if option not in kw and hasattr(layer, option):
                 kw[option] = getattr(layer, option)
+    if not blocks:
+        depthwise = [l for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+        if depthwise:
+            kw["depthwise_impl"] = ("shifted" if isinstance(depthwise[0], ShiftedDepthwiseConv2D)
+                                    else "keras")
     if "predictions" in names:
         head = model.get_layer("predictions")
         act = getattr(head.activation, "__name__", None)
@@ -188,16 +200,18 @@ def _head_settings(model):
 
 
 def _drop_connect(model, spec):
+    """The model's final stochastic-depth rate, read back from its first block that has one
+    (block ``i`` of ``n`` drops with ``rate * i / n``)."""
     blocks = resolve(spec).blocks
-    if len(blocks) < 2:
-        return None
-    layer = _find_layer(model, blocks[1].name)
-    return float(layer.drop_rate) * len(blocks) if layer is not None else None
-
-
-def _relative(path, block):
-    parts = path.split("/")
-    return "/".join(parts[parts.index(block) + 1:]) if block in parts else path
+    names = {l.name for l in model.layers}
+    for i, block in enumerate(blocks[1:], start=1):
+        if f"{block.name}_drop" in names:
+            return float(model.get_layer(f"{block.name}_drop").rate) * len(blocks) / i
+        if block.name in names and hasattr(model.get_layer(block.name), "drop_rate"):
+            rate = float(model.get_layer(block.name).drop_rate)
+            if rate > 0:
+                return rate * len(blocks) / i
+    return None
 
 
 def _slice_to(old: np.ndarray, shape, keep: np.ndarray, hidden: int, where: str) -> np.ndarray:
@@ -239,12 +253,13 @@ def prune_channels(model, spec, fraction: float = 0.3, criterion: str = "bn_gamm
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training import prune_channels
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> small, small_spec = prune_channels(model, "EfficientNetB0", fraction=0.3)
         >>> small_spec.channel_overrides["block2a"], small.count_params() < model.count_params()
         (67, True)
     """
     from ..models.factory import build_efficientnet
+    from ..pretrained import naming
 
     spec = spec if isinstance(spec, ModelSpec) else get_spec(spec)
     _check(fraction, criterion)
@@ -265,22 +280,14 @@ def prune_channels(model, spec, fraction: float = 0.3, criterion: str = "bn_gamm
     kw.update(build_kwargs)
     pruned = build_efficientnet(pruned_spec, weights=None, **kw)
 
-    for layer in pruned.layers:
-        old = _find_layer(model, layer.name)
-        if old is None or not layer.weights:
-            if layer.weights:
-                raise ValueError(f"The model has no layer {layer.name!r} to copy weights from.")
-            continue
-        if layer.name not in kept:
-            layer.set_weights(old.get_weights())
-            continue
-        keep = np.asarray(kept[layer.name])
-        old_values = {_relative(v.path, layer.name): keras.ops.convert_to_numpy(v)
-                      for v in old.weights}
-        for var in layer.weights:
-            rel = _relative(var.path, layer.name)
-            if rel not in old_values:
-                raise ValueError(f"{layer.name}: no weight {rel!r} in the original block.")
-            var.assign(_slice_to(old_values[rel], var.shape, keep, hidden[layer.name],
-                                 f"{layer.name}/{rel}"))
+    old_weights = _weights(model)
+    for flat_name, var in _weights(pruned).items():
+        if flat_name not in old_weights:
+            raise ValueError(f"The model has no weight {flat_name!r} to copy into the pruned model.")
+        old = keras.ops.convert_to_numpy(old_weights[flat_name])
+        block = flat_name.split("_", 1)[0]
+        if block in kept and tuple(old.shape) != tuple(var.shape):
+            old = _slice_to(old, var.shape, np.asarray(kept[block]), hidden[block], flat_name)
+        var.assign(old)
+    naming.finalize_preprocessing(pruned)
     return pruned, pruned_spec

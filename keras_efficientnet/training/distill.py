@@ -114,7 +114,7 @@ def check_logits_model(model, role: str = "model") -> int:
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.distill import check_logits_model
-        >>> check_logits_model(ke.EfficientNetB0(input_shape=(32, 32, 3), classes=4,
+        >>> check_logits_model(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=4,
         ...                                      classifier_activation=None))
         4
     """
@@ -165,7 +165,7 @@ def logits_model(model):
         >>> import numpy as np, keras
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.distill import logits_model
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)  # softmax output
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)  # softmax output
         >>> x = np.zeros((1, 32, 32, 3), "float32")
         >>> z = keras.ops.convert_to_numpy(logits_model(model)(x))
         >>> p = keras.ops.convert_to_numpy(model(x))
@@ -201,7 +201,7 @@ def precompute_teacher_logits(teacher, x, batch_size: int = 32):
         >>> import numpy as np
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.distill import precompute_teacher_logits
-        >>> teacher = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3,
+        >>> teacher = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3,
         ...                             classifier_activation=None)
         >>> precompute_teacher_logits(teacher, np.zeros((5, 32, 32, 3), "float32")).shape
         (5, 3)

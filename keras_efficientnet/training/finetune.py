@@ -4,9 +4,10 @@ BatchNormalization stays frozen throughout. In Keras 3 a ``BatchNormalization`` 
 ``trainable`` is False runs in inference mode (it normalises with its moving statistics and
 does not update them) whatever ``training`` says, so freezing it keeps the ImageNet statistics
 that the pretrained weights were trained against; a small fine-tuning batch would otherwise
-overwrite them. This applies to the BatchNorm sublayers inside the composite ``MBConv`` /
-``FusedMBConv`` block layers as well: setting a block's ``trainable`` propagates to all its
-sublayers, so the helpers set the block first and then re-freeze its BatchNorm sublayers.
+overwrite them. In the default flat graph a block is the run of layers named ``block6a_...``
+(keras.applications' names); in a ``layout="blocks"`` model it is one composite layer, whose
+``trainable`` propagates to its sublayers, so the helpers set the block first and then
+re-freeze its BatchNorm sublayers. Both layouts give the same trainable weights.
 
 After changing ``trainable`` call ``model.compile(...)`` (or ``fit`` on a freshly compiled
 model): Keras collects the trainable variables when the train function is built.
@@ -18,8 +19,9 @@ import re
 
 import keras
 
-#: keras.applications' block naming (``block6a``, ``block7b`` ...): the factory's stable names.
-_BLOCK_NAME = re.compile(r"^block\d+[a-z]+$")
+#: keras.applications' block naming (``block6a``, ``block7b`` ...): the factory's stable names;
+#: a flat graph's layers are ``block6a_expand_conv``, ...
+_BLOCK_NAME = re.compile(r"^(block\d+[a-z]+)(?:_|$)")
 #: The last layer of the backbone built by the factory.
 _BACKBONE_END = "top_activation"
 
@@ -60,12 +62,24 @@ def _has_layer(model, name) -> bool:
         return False
 
 
+def _group_blocks(layers):
+    """``[(block name, [its layers])]`` in graph order: one composite layer per block, or a
+    flat graph's run of ``block6a_*`` layers."""
+    groups: dict = {}
+    for layer in layers:
+        match = _BLOCK_NAME.match(layer.name)
+        if match:
+            groups.setdefault(match.group(1), []).append(layer)
+    return list(groups.items())
+
+
 def _blocks(model):
-    """The block layers of the (possibly nested) backbone, in order."""
+    """The blocks of the (possibly nested) backbone, in order, as ``[(name, layers)]``, and
+    the model that owns them."""
     for layer in _backbone_layers(model):
         if isinstance(layer, keras.Model) and layer is not model:
-            return [l for l in layer.layers if _BLOCK_NAME.match(l.name)], layer
-    return [l for l in model.layers if _BLOCK_NAME.match(l.name)], model
+            return _group_blocks(layer.layers), layer
+    return _group_blocks(model.layers), model
 
 
 def freeze_backbone(model):
@@ -81,7 +95,7 @@ def freeze_backbone(model):
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.finetune import freeze_backbone
-        >>> model = freeze_backbone(ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3))
+        >>> model = freeze_backbone(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3))
         >>> [w.path for w in model.trainable_weights]
         ['predictions/kernel', 'predictions/bias']
     """
@@ -118,9 +132,9 @@ def unfreeze_top(model, n_blocks: int | None = None, from_block: str | None = No
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.finetune import unfreeze_top
-        >>> model = unfreeze_top(ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3), n_blocks=1)
-        >>> sorted({w.path.split("/")[0] for w in model.trainable_weights})
-        ['block7a', 'predictions', 'top_conv']
+        >>> model = unfreeze_top(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3), n_blocks=1)
+        >>> sorted({w.path.split("_")[0] for w in model.trainable_weights})
+        ['block7a', 'predictions/bias', 'predictions/kernel', 'top']
     """
     if n_blocks is not None and from_block is not None:
         raise ValueError("Pass n_blocks or from_block, not both.")
@@ -129,14 +143,14 @@ def unfreeze_top(model, n_blocks: int | None = None, from_block: str | None = No
     if n_blocks is None and from_block is None:
         chosen = list(_backbone_layers(model))
     elif from_block is not None:
-        names = [b.name for b in blocks]
+        names = [name for name, _ in blocks]
         if from_block not in names:
             raise ValueError(f"No block {from_block!r}; blocks are {names[0]}..{names[-1]}.")
-        chosen = blocks[names.index(from_block):]
+        chosen = [l for _, group in blocks[names.index(from_block):] for l in group]
     else:
         if not 0 <= int(n_blocks) <= len(blocks):
             raise ValueError(f"n_blocks must lie in [0, {len(blocks)}], got {n_blocks}.")
-        chosen = blocks[len(blocks) - int(n_blocks):]
+        chosen = [l for _, group in blocks[len(blocks) - int(n_blocks):] for l in group]
     if owner is not model and chosen:
         owner.trainable = True  # a nested model: open it, then close what stays frozen
         for layer in owner.layers:
@@ -171,7 +185,7 @@ def reset_classifier(model, num_classes: int, activation="softmax", dropout_rate
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.finetune import reset_classifier
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3))
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3))
         >>> new = reset_classifier(model, 10)
         >>> new.output_shape, new.get_layer("top_conv") is model.get_layer("top_conv")
         ((None, 10), True)
@@ -222,7 +236,7 @@ def set_dropout(model, rate: float, layer_name: str = "top_dropout"):
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.finetune import set_dropout
-        >>> model = set_dropout(ke.EfficientNetB0(input_shape=(32, 32, 3), classes=2), 0.4)
+        >>> model = set_dropout(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=2), 0.4)
         >>> model.get_layer("top_dropout").rate
         0.4
     """

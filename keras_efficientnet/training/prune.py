@@ -197,8 +197,10 @@ def _check_layer_types(layer_types):
     return layer_types
 
 
-def _kernel_name(layer, variable) -> str:
-    path = variable.path
+def _kernel_name(layer, variable, flat: dict) -> str:
+    """The kernel's flat weight name without ``/kernel`` (``block2a_expand_conv``, the same in
+    both layouts), else its variable path without it (a layer of a nested model)."""
+    path = flat.get(id(variable), variable.path)
     return path[: -len("/kernel")] if path.endswith("/kernel") else layer.name
 
 
@@ -206,7 +208,7 @@ def prunable_layers(model, layer_types=("pointwise", "depthwise", "dense"),
                     include_stem: bool = False, include_classifier: bool = False):
     """The ``(name, type, layer)`` triples that :class:`MagnitudePruning` would prune.
 
-    ``name`` is the kernel's variable path without ``/kernel`` (``block2a/expand_conv``).
+    ``name`` is the kernel's flat weight name without ``/kernel`` (``block2a_expand_conv``).
 
     Args:
         model: a Keras model (nested models and block sublayers are searched).
@@ -220,11 +222,17 @@ def prunable_layers(model, layer_types=("pointwise", "depthwise", "dense"),
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.prune import prunable_layers
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> [n for n, t, _ in prunable_layers(model, ["depthwise"])][:2]
-        ['block1a/dwconv', 'block2a/dwconv']
+        ['block1a_dwconv', 'block2a_dwconv']
     """
+    from ..pretrained.naming import flat_weights
+
     layer_types = _check_layer_types(layer_types)
+    try:
+        flat = {id(v): n for n, v in flat_weights(model).items()}
+    except ValueError:  # two weights of a hand-built model share a flat name
+        flat = {}
     chosen = []
     for layer in _walk(model):
         kind = layer_type(layer)
@@ -237,7 +245,7 @@ def prunable_layers(model, layer_types=("pointwise", "depthwise", "dense"),
         else:
             take = kind in layer_types
         if take:
-            chosen.append((_kernel_name(layer, layer.kernel), kind, layer))
+            chosen.append((_kernel_name(layer, layer.kernel, flat), kind, layer))
     return chosen
 
 
@@ -285,12 +293,13 @@ class MagnitudePruning(keras.callbacks.Callback):
         >>> import numpy as np, keras
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.prune import MagnitudePruning, ConstantSparsity
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         >>> pruning = MagnitudePruning(ConstantSparsity(0.5, begin_step=0, frequency=1))
-        >>> _ = model.fit(np.zeros((4, 32, 32, 3)), np.zeros(4), batch_size=2, verbose=0,
+        >>> images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3))
+        >>> _ = model.fit(images, np.array([0, 1, 2, 0]), batch_size=2, verbose=0,
         ...               callbacks=[pruning])
-        >>> kernel = model.get_layer("block2a").expand_conv.kernel
+        >>> kernel = model.get_layer("block2a_expand_conv").kernel
         >>> float(np.mean(keras.ops.convert_to_numpy(kernel) == 0)) >= 0.5
         True
     """
@@ -381,7 +390,7 @@ def strip_pruning(model, pruning: MagnitudePruning | None = None):
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.prune import strip_pruning
-        >>> model = ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3)
+        >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> strip_pruning(model).count_params() == model.count_params()
         True
     """
@@ -428,7 +437,7 @@ def sparsity_report(model, layer_types=LAYER_TYPES) -> SparsityReport:
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.prune import sparsity_report
-        >>> report = sparsity_report(ke.EfficientNetB0(input_shape=(32, 32, 3), classes=3))
+        >>> report = sparsity_report(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3))
         >>> report[0]["name"], report[0]["sparsity"]
         ('stem_conv', 0.0)
     """

@@ -476,7 +476,7 @@ def apply_stage(model, stage: Stage):
     Example:
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.training.recipe import apply_stage, progressive_stages
-        >>> model = ke.EfficientNetV2B0(input_shape=(None, None, 3), classes=2)
+        >>> model = ke.EfficientNetV2B0(weights=None, input_shape=(None, None, 3), classes=2)
         >>> stage = progressive_stages("EfficientNetV2S", 4)[-1]
         >>> apply_stage(model, stage).get_layer("top_dropout").rate
         0.3

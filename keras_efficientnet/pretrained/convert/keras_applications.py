@@ -3,10 +3,13 @@
 A legacy file has an attribute ``layer_names`` and, per layer group, ``weight_names`` such as
 ``block2a_dwconv/depthwise_kernel:0``. Our flat names are the same strings without ``:0``,
 except for depthwise kernels, which Keras 3 names ``kernel`` (tf.keras 2, which wrote the
-published files, said ``depthwise_kernel``), and V2's depthwise layer, which keras.applications
-names ``dwconv2``. The V1 files also
-carry the statistics of a ``normalization`` layer; the in-graph preprocessing reproduces them,
-so they are consumed on purpose.
+published files, said ``depthwise_kernel``). The V1 files also carry the statistics of the
+input ``normalization`` layer: they are read as ``normalization/mean`` etc. (whatever number
+Keras appended to the layer's name). keras.applications' published ImageNet files store the
+standard deviations where the variance belongs and correct that with an extra ``Rescaling``
+layer when ``weights="imagenet"``; this reader squares them instead, so the one graph (no
+extra layer) normalises as those weights expect. A file saved from a model trained from
+scratch keeps its statistics as they are.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 from .base import Converted, register_format
 
 #: keras.applications name fragment -> ours.
-RENAMES = {"_dwconv2/": "_dwconv/", "/depthwise_kernel": "/kernel"}
-#: layers of the preprocessing stack, reproduced by ``Normalize``.
-PREPROCESSING_LAYERS = ("normalization", "rescaling")
+RENAMES = {"/depthwise_kernel": "/kernel"}
+#: keras.applications' published V1 files: ImageNet mean, and the standard deviations where
+#: the variance belongs.
+KA_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _text(value):
@@ -49,18 +53,31 @@ def read(path: str, spec=None) -> Converted:
                     key = wname[:-2] if wname.endswith(":0") else wname
                     if "/" not in key:
                         key = f"{layer}/{key}"
-                    if key.split("/")[0].startswith(PREPROCESSING_LAYERS):
-                        consumed[key] = "input normalisation statistics (reproduced by the preprocessing layer)"
+                    if key.split("/")[0].startswith("rescaling"):
                         continue
+                    if key.split("/")[0].startswith("normalization"):
+                        key = "normalization/" + key.split("/", 1)[1]
                     for old, new in RENAMES.items():
                         key = key.replace(old, new)
                     if key in arrays:
                         raise ValueError(f"{path!r} holds the weight {key!r} twice.")
                     arrays[key] = data
+        _fix_imagenet_variance(arrays, consumed)
     except (OSError, KeyError) as err:
         raise ValueError(f"Could not read {path!r} as a keras.applications h5 weights file "
                          f"(truncated or corrupt?): {err}") from None
     return Converted(arrays, consumed, source=path, format="keras_h5")
+
+
+def _fix_imagenet_variance(arrays, consumed):
+    mean, var = arrays.get("normalization/mean"), arrays.get("normalization/variance")
+    if mean is None or var is None or np.shape(var) != (3,):
+        return
+    if np.allclose(mean, KA_IMAGENET_STATS[0], atol=1e-6) and \
+            np.allclose(var, KA_IMAGENET_STATS[1], atol=1e-6):
+        arrays["normalization/variance"] = np.square(np.asarray(var, "float32"))
+        consumed["normalization/variance"] = ("keras.applications' ImageNet standard deviations, "
+                                              "squared into the variance")
 
 
 def infer(path: str) -> dict:

@@ -9,6 +9,7 @@ its Keras-layout shape. Converters use it to say which variant a checkpoint hold
 from __future__ import annotations
 
 from ...specs import get_spec, resolve
+from ...specs.naming import dwconv_name
 
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
@@ -56,7 +57,7 @@ def expected_shapes(spec, classes: int | None = None) -> dict[str, tuple[int, ..
                 conv(f"{p}_expand_conv", 1, cin, hidden)
                 bn(f"{p}_expand_bn", hidden)
                 width = hidden
-            out[f"{p}_dwconv/kernel"] = (block.kernel, block.kernel, width, 1)
+            out[f"{p}_{dwconv_name(resolved.spec)}/kernel"] = (block.kernel, block.kernel, width, 1)
             bn(f"{p}_bn", width)
             se(p, width, block.se_channels)
             conv(f"{p}_project_conv", 1, width, cout)
@@ -105,7 +106,8 @@ def match_variants(shapes: dict, candidates) -> list[str]:
         >>> match_variants(shapes, ["EfficientNetB0", "EfficientNetB3"])
         ['EfficientNetB3']
     """
-    body = {k: tuple(v) for k, v in shapes.items() if k not in HEAD_NAMES}
+    body = {k: tuple(v) for k, v in shapes.items()
+            if k not in HEAD_NAMES and not k.startswith("normalization/")}
     found, seen = [], []
     for candidate in candidates:
         spec = get_spec(candidate)

@@ -171,15 +171,16 @@ def _se(src, dst, channels, reduced):
             (f"{src}.conv_expand.bias", f"{dst}_expand/bias", "vec", (channels,))]
 
 
-def _block_entries(block, src):
-    """(timm name, our flat name, layout, timm shape) for one resolved block."""
+def _block_entries(block, src, dw="dwconv"):
+    """(timm name, our flat name, layout, timm shape) for one resolved block; ``dw`` is the
+    depthwise layer's name (:func:`keras_efficientnet.specs.naming.dwconv_name`)."""
     b, n, k = block.name, block.experts, block.kernel
     cin, cout, mid = block.in_channels, block.out_channels, block.hidden_channels
     entries = []
     if block.kind == "mb" and mid is None:  # DepthwiseSeparableConv
         if n:
             raise ValueError(f"{b}: timm has no CondConv depthwise-separable block.")
-        entries += _dw(f"{src}.conv_dw", f"{b}_dwconv", cin, k) + _bn(f"{src}.bn1", f"{b}_bn", cin)
+        entries += _dw(f"{src}.conv_dw", f"{b}_{dw}", cin, k) + _bn(f"{src}.bn1", f"{b}_bn", cin)
         if block.se_channels:
             entries += _se(f"{src}.se", f"{b}_se", cin, block.se_channels)
         entries += _conv(f"{src}.conv_pw", f"{b}_project_conv", cout, cin, 1)
@@ -193,9 +194,9 @@ def _block_entries(block, src):
             entries += _conv(f"{src}.conv_pw", f"{b}_expand_conv", mid, cin, 1)
         entries += _bn(f"{src}.bn1", f"{b}_expand_bn", mid)
         if n:
-            entries += _cc(f"{src}.conv_dw", f"{b}_dwconv", n, mid, 1, k, depthwise=True)
+            entries += _cc(f"{src}.conv_dw", f"{b}_{dw}", n, mid, 1, k, depthwise=True)
         else:
-            entries += _dw(f"{src}.conv_dw", f"{b}_dwconv", mid, k)
+            entries += _dw(f"{src}.conv_dw", f"{b}_{dw}", mid, k)
         entries += _bn(f"{src}.bn2", f"{b}_bn", mid)
         if block.se_channels:
             entries += _se(f"{src}.se", f"{b}_se", mid, block.se_channels)
@@ -231,6 +232,7 @@ def expected_tensors(spec, classes: int | None = 1000) -> list[tuple]:
         (('conv_stem.weight', 'stem_conv/kernel'), 311)
     """
     from ...specs import resolve
+    from ...specs.naming import dwconv_name
 
     resolved = resolve(spec)
     entries = _conv("conv_stem", "stem_conv", resolved.stem_channels, 3, 3)
@@ -239,7 +241,7 @@ def expected_tensors(spec, classes: int | None = 1000) -> list[tuple]:
     for block in resolved.blocks:
         j = stage_index.get(block.stage, 0)
         stage_index[block.stage] = j + 1
-        entries += _block_entries(block, f"blocks.{block.stage}.{j}")
+        entries += _block_entries(block, f"blocks.{block.stage}.{j}", dw=dwconv_name(spec))
     last = resolved.blocks[-1].out_channels
     entries += _conv("conv_head", "top_conv", resolved.head_channels, last, 1)
     entries += _bn("bn2", "top_bn", resolved.head_channels)

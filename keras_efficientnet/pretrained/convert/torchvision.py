@@ -31,6 +31,7 @@ import zipfile
 import numpy as np
 
 from ...specs import VARIANTS, get_spec, resolve
+from ...specs.naming import dwconv_name
 from .base import Converted, register_format, show_names
 from .shapes import expected_shapes
 
@@ -205,7 +206,7 @@ def key_map(spec, head: str | None = "classifier.1") -> dict[str, tuple[str, tup
         if block.kind == "mb":
             if block.hidden_channels is not None:
                 units.append(("conv", (f"{p}_expand_conv", f"{p}_expand_bn"), CONV))
-            units.append(("conv", (f"{p}_dwconv", f"{p}_bn"), DEPTHWISE))
+            units.append(("conv", (f"{p}_{dwconv_name(resolved.spec)}", f"{p}_bn"), DEPTHWISE))
             if block.se_channels:
                 units.append(("se", p, None))
             units.append(("conv", (f"{p}_project_conv", f"{p}_project_bn"), CONV))
