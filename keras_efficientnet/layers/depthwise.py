@@ -130,8 +130,8 @@ class ShiftedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         config = dict(config)
         if resolve_depthwise_impl("auto") != "shifted" or config.get("depth_multiplier", 1) != 1 \
                 or tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
-            return keras.layers.DepthwiseConv2D(**config)
-        return cls(**config)
+            return keras.layers.DepthwiseConv2D.from_config(config)
+        return super().from_config(config)
 
     def call(self, inputs):
         outputs = self.depthwise_op(inputs, self.kernel)
