@@ -30,10 +30,7 @@ def _input_shape(input_shape, spec, include_top, data_format):
         size = spec.resolution if include_top else None
         shape = (size, size, 3)
         return shape if data_format == "channels_last" else (3, size, size)
-    shape = tuple(None if d is None else int(d) for d in input_shape)
-    if len(shape) != 3:
-        raise ValueError(f"input_shape must have 3 dimensions (height, width, channels), got {input_shape}.")
-    return shape
+    return tuple(None if d is None else int(d) for d in input_shape)  # validate_model_args checked it
 
 
 def _check_data_format(data_format):
@@ -253,10 +250,6 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
                          "layout='blocks' with it. The default flat graph runs its BatchNorm "
                          "layers as keras.applications does; keras_efficientnet.fuse_batchnorm("
                          "model) gives a folded copy of it for inference.")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-    if int(classes) < 1:
-        raise ValueError(f"classes must be a positive integer, got {classes}.")
     tag_weights = _is_registered_tag(weights)
     if tag_weights:
         from ..pretrained.registry import get_weights
