@@ -35,6 +35,7 @@ import zipfile
 import numpy as np
 
 from .base import Converted, register_format, show_names
+from .torch_state import read_state_dict
 
 FORMAT = "efficientnet_pytorch"
 #: bytes that identify the format inside the pickled key list.
@@ -72,9 +73,10 @@ def sniff(path: str) -> bool:
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Read a state dict with ``torch.load(weights_only=True)`` as ``{key: float array}``.
-
-    A checkpoint that wraps the state dict under ``"state_dict"`` or ``"model"`` is unwrapped.
+    """Read a state dict as ``{key: float array}`` with the shared reader
+    (:func:`~keras_efficientnet.pretrained.convert.torch_state.read_state_dict`:
+    ``torch.load(weights_only=True)`` or safetensors, wrapped checkpoints and ``module.``
+    prefixes handled as for every PyTorch source).
 
     Raises:
         ValueError: when torch cannot read the file (truncated, corrupt, or pickling code) or
@@ -88,36 +90,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         >>> load_state_dict(path)["_fc.bias"].tolist()
         [1.0, 1.0, 1.0]
     """
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError(f"Reading {path!r} (a PyTorch checkpoint) needs PyTorch: "
-                         "pip install torch.") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"Could not read {path!r} as a PyTorch state dict (truncated, corrupt, or "
-                         f"not saved with torch.save(model.state_dict())): "
-                         f"{type(err).__name__}: {str(err)[:300]}") from None
-    if isinstance(obj, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj.get(wrapper), dict):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict "
-                         "({name: tensor}); save it with torch.save(model.state_dict(), path).")
-    bad = [str(k) for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
-    if bad:
-        raise ValueError(f"{path!r} is not a state dict: {', '.join(bad[:5])} "
-                         f"{'are' if len(bad) > 1 else 'is'} not a tensor under a string key.")
-    out = {}
-    for key, tensor in obj.items():
-        tensor = tensor.detach().cpu()
-        if tensor.is_floating_point():
-            tensor = tensor.float()
-        out[key] = tensor.numpy()
-    return out
+    return read_state_dict(path)
 
 
 def _conv(a):

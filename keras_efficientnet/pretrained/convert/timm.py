@@ -24,9 +24,10 @@ tensor the spec does not expect, one it expects but the file lacks, or one of an
 raises ``ValueError`` naming them (a checkpoint of another variant fails here, before any
 model weight changes).
 
-Files: ``.pth`` / ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``) and
-``.safetensors``. A training checkpoint wrapping the weights in ``state_dict`` / ``model``
-(and DataParallel's ``module.`` prefix) is unwrapped.
+Files: ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` (``torch.load(weights_only=True)``) and
+``.safetensors``, read by the shared reader (``torch_state.py``): a training checkpoint's EMA
+weights are preferred as timm's ``load_checkpoint`` does, then ``state_dict`` / ``model``;
+DataParallel's ``module.`` prefix is removed.
 """
 
 from __future__ import annotations
@@ -36,28 +37,18 @@ import os
 import numpy as np
 
 from .base import Converted, register_format, show_names
+from .torch_state import SAFETENSORS_SUFFIXES, read_state_dict
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-SAFETENSORS_SUFFIXES = (".safetensors",)
-#: wrappers of training checkpoints, tried in order
-WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
 BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
             "running_var": "moving_variance"}
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
 
-_CACHE: dict = {}
-#: fingerprint -> the architecture name a file declares (timm training checkpoints' "arch",
-#: safetensors metadata), read while loading it.
-_DECLARED: dict = {}
-
-
-def _fingerprint(path):
-    st = os.stat(path)
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-    """The tensors of a torch or safetensors file as ``{name: float32 numpy array}``.
+    """The tensors of a torch or safetensors file as ``{name: float32 numpy array}``, read by
+    the shared reader (:func:`~keras_efficientnet.pretrained.convert.torch_state.read_state_dict`:
+    EMA weights preferred as timm does, ``module.`` removed, the declared ``arch`` kept).
 
     Raises:
         ValueError: for a file that cannot be read (truncated, corrupt) or that holds no
@@ -71,62 +62,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         >>> load_state_dict(path)["conv_stem.weight"].shape
         (8, 3, 3, 3)
     """
-    key = _fingerprint(path)
-    if key in _CACHE:
-        return _CACHE[key]
-    lower = path.lower()
-    declared = None
-    if lower.endswith(SAFETENSORS_SUFFIXES):
-        try:
-            from safetensors import safe_open
-            from safetensors.numpy import load_file
-            raw = load_file(path)
-            with safe_open(path, "np") as f:
-                meta = f.metadata() or {}
-            declared = meta.get("arch") or meta.get("architecture")
-        except Exception as err:
-            raise ValueError(f"Could not read {path!r} as a safetensors file (truncated or "
-                             f"corrupt?): {type(err).__name__}: {err}") from None
-    else:
-        import torch
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"Could not read {path!r} with torch.load(weights_only=True) "
-                             f"(truncated, corrupt, or not a plain state dict?): "
-                             f"{type(err).__name__}: {str(err)[:300]}") from None
-        if isinstance(raw, dict) and isinstance(raw.get("arch"), str):
-            declared = raw["arch"]
-        raw = _unwrap(raw, path)
-        raw = {k: _to_numpy(v) for k, v in raw.items()}
-    if any(k.startswith("module.") for k in raw):
-        raw = {k[len("module."):] if k.startswith("module.") else k: v for k, v in raw.items()}
-    _CACHE.clear()
-    _CACHE[key] = raw
-    _DECLARED.clear()
-    _DECLARED[key] = declared
-    return raw
-
-
-def _unwrap(obj, path):
-    import torch
-
-    if isinstance(obj, dict):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-        for key in WRAPPER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-    raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict (a mapping of "
-                     "tensor names to tensors). Save model.state_dict() instead.")
-
-
-def _to_numpy(tensor):
-    array = tensor.detach().cpu()
-    if array.dtype.is_floating_point:
-        array = array.float()
-    return array.numpy()
+    return read_state_dict(path)
 
 
 def _is_timm(keys) -> bool:
@@ -361,7 +297,7 @@ def _known(name):
 
 def _cheap_evidence(path: str):
     """(variant, how) from what the file or its cache record says outright, or None."""
-    declared = _known(_DECLARED.get(_fingerprint(path)))
+    declared = _known(getattr(read_state_dict(path), "arch", None))
     if declared:
         return declared, "its 'arch' entry"
     try:

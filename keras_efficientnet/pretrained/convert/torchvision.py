@@ -26,7 +26,6 @@ architecture, padding, BatchNorm epsilon or activations differ (keras.applicatio
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from ...specs import VARIANTS, get_spec, resolve
 from ...specs.naming import dwconv_name
 from .base import Converted, register_format, show_names
 from .shapes import expected_shapes
+from .torch_state import read_state_dict
 
 FORMAT = "torchvision"
 #: torch -> Keras layout permutations.
@@ -44,7 +44,6 @@ BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
       "running_var": "moving_variance"}
 #: spec fields that change what a torchvision network computes from the same tensors.
 CONVENTIONS = ("padding", "bn_epsilon", "activation", "se_gate")
-WRAPPER_KEYS = ("state_dict", "model")
 BN_COUNTER = "num_batches_tracked"
 CONSUMED_REASON = "BatchNorm step counter (training only; Keras BatchNormalization has none)"
 
@@ -69,60 +68,23 @@ def _looks_like_torch_file(path: str) -> bool:
     return magic == b"PK\x03\x04" or magic[:1] == b"\x80"
 
 
-def _load_raw(path: str, lazy: bool):
-    import torch
-
-    mmap = lazy and zipfile.is_zipfile(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as err:  # torch raises many types for truncated/unsafe files
-        raise ValueError(
-            f"Could not read {path!r} as a PyTorch state dict (truncated or corrupt, or it pickles "
-            f"objects other than tensors; save model.state_dict() alone): "
-            f"{type(err).__name__}: {str(err)[:300]}") from None
-
-
-def _unwrap(obj, path: str) -> dict:
-    """The state dict inside what torch.load returned: the dict itself, or under
-    ``"state_dict"``/``"model"``; a uniform ``module.`` prefix is removed."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict.")
-    if not any(_is_tensor(v) for v in obj.values()):
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    state = {k: v for k, v in obj.items() if _is_tensor(v)}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def _is_tensor(value) -> bool:
-    import torch
-    return isinstance(value, torch.Tensor)
-
-
-def load_state_dict(path: str, lazy: bool = False) -> dict:
-    """The torch tensors of a checkpoint file, ``{key: torch.Tensor}``.
-
-    Args:
-        path: file written by ``torch.save``.
-        lazy: memory-map the file (cheap when only shapes are needed).
+def load_state_dict(path: str) -> dict:
+    """The tensors of a checkpoint file as ``{key: numpy array}``, read by the shared reader
+    (:func:`~keras_efficientnet.pretrained.convert.torch_state.read_state_dict`: wrapped
+    checkpoints, ``module.`` prefixes and safetensors handled as for every PyTorch source).
 
     Raises:
         ValueError: when the file is not a readable PyTorch state dict.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from keras_efficientnet.pretrained.convert.torchvision import load_state_dict
+        >>> path = os.path.join(tempfile.mkdtemp(), "tv.pth")
+        >>> torch.save({"model": {"features.0.0.weight": torch.zeros(32, 3, 3, 3)}}, path)
+        >>> load_state_dict(path)["features.0.0.weight"].shape
+        (32, 3, 3, 3)
     """
-    return _unwrap(_load_raw(path, lazy), path)
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    import torch
-
-    tensor = tensor.detach().cpu()
-    if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64, torch.float16):
-        tensor = tensor.float()  # bfloat16 & co have no NumPy dtype
-    return tensor.numpy()
+    return read_state_dict(path)
 
 
 def is_torchvision_keys(keys) -> bool:
@@ -144,9 +106,9 @@ def is_torchvision_keys(keys) -> bool:
 
 def sniff(path: str) -> bool:
     """A PyTorch file holding a torchvision EfficientNet state dict."""
-    if not _looks_like_torch_file(path):
+    if not (path.lower().endswith(".safetensors") or _looks_like_torch_file(path)):
         return False
-    return is_torchvision_keys(load_state_dict(path, lazy=True))
+    return is_torchvision_keys(load_state_dict(path))
 
 
 # --------------------------------------------------------------------------- the key map
@@ -281,7 +243,7 @@ def infer(path: str) -> dict:
     Raises:
         ValueError: when the tensors fit no ``tv_efficientnet_*`` variant.
     """
-    state = load_state_dict(path, lazy=True)
+    state = load_state_dict(path)
     variant = variant_of(state)
     if variant is None:
         raise ValueError(f"{path!r} is a torchvision EfficientNet state dict, but its tensors fit none "
@@ -347,7 +309,7 @@ def convert(state: dict, spec, source: str = "state dict") -> Converted:
             missing.append(key)
             continue
         raw = left.pop(key)
-        value = raw if isinstance(raw, np.ndarray) else _to_numpy(raw)
+        value = np.asarray(raw)
         if perm is not None:
             if value.ndim != len(perm):
                 raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}; a "
