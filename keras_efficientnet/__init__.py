@@ -12,7 +12,7 @@ from .models.constructors import CONSTRUCTORS, EfficientNet, create_model, list_
 from .models.factory import build_efficientnet
 from .models.features import create_feature_extractor, feature_info
 from .models.fuse import fuse_batchnorm
-from .pretrained.checkpoint import from_checkpoint, inspect_checkpoint
+from .models.checkpoint import from_checkpoint, inspect_checkpoint
 from .pretrained.loading import save_weights
 from .pretrained.registry import list_weights
 from .preprocessing import decode_predictions, imagenet_class_index, preprocess_input

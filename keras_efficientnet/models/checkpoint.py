@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 
-from .convert.base import detect_format, infer_checkpoint
-from .loading import _is_keras_native  # noqa: F401  (registers the formats)
+from ..pretrained.convert.base import detect_format, infer_checkpoint
+from ..pretrained.loading import _is_keras_native  # noqa: F401  (registers the formats)
 
 log = logging.getLogger("keras_efficientnet")
 
@@ -83,7 +83,7 @@ def from_checkpoint(path, **kwargs):
         >>> model.name, model.output_shape
         ('tv_efficientnet_b0', (None, 7))
     """
-    from ..models.constructors import create_model
+    from .constructors import create_model
 
     path = os.fspath(path)
     if "weights" in kwargs:
