@@ -1,6 +1,7 @@
 """Keras layers of the EfficientNet family. They know nothing about variants."""
 
 from . import channel_bias as _channel_bias  # noqa: F401  (registers ChannelBias: fused models load)
+from .batch_norm import FastBatchNormalization
 from .condconv import CondConv2D, CondConvMBConv
 from .depthwise import ShiftedDepthwiseConv2D
 from .fused_mbconv import FusedMBConv
@@ -10,4 +11,4 @@ from .pointwise import PointwiseConv2D
 from .squeeze_excite import SqueezeExcite
 from .stochastic_depth import StochasticDepth
 
-__all__ = ["CondConv2D", "CondConvMBConv", "FusedMBConv", "MBConv", "Normalize", "PointwiseConv2D", "ShiftedDepthwiseConv2D", "SqueezeExcite", "StochasticDepth"]
+__all__ = ["CondConv2D", "FastBatchNormalization", "CondConvMBConv", "FusedMBConv", "MBConv", "Normalize", "PointwiseConv2D", "ShiftedDepthwiseConv2D", "SqueezeExcite", "StochasticDepth"]

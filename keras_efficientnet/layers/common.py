@@ -62,7 +62,9 @@ def pad_spatial(x, pad: int, data_format: str):
 
 def batch_norm(name, data_format, epsilon, momentum):
     """A BatchNormalization sublayer on the channel axis of ``data_format``."""
-    return keras.layers.BatchNormalization(axis=channel_axis(data_format), epsilon=epsilon,
+    from .batch_norm import FastBatchNormalization
+
+    return FastBatchNormalization(axis=channel_axis(data_format), epsilon=epsilon,
                                            momentum=momentum, name=name)
 
 

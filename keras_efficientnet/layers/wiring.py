@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import keras
 
+from .batch_norm import FastBatchNormalization
 from .common import CONV_INITIALIZER, conv_padding
 from .depthwise import make_depthwise
 from .pointwise import PointwiseConv2D
@@ -168,7 +169,7 @@ def block_layers(cfg: BlockConfig, in_channels: int, size=None, prefix: str = ""
             from .channel_bias import ChannelBias
 
             return add(part, ChannelBias(data_format=df, name=prefix + part))
-        add(part, keras.layers.BatchNormalization(axis=axis, momentum=cfg.bn_momentum,
+        add(part, FastBatchNormalization(axis=axis, momentum=cfg.bn_momentum,
                                                   epsilon=cfg.bn_epsilon, name=prefix + part))
 
     def act(part):

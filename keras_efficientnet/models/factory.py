@@ -9,6 +9,7 @@ import numpy as np
 import keras
 
 from ..layers import CondConvMBConv, FusedMBConv, MBConv, PointwiseConv2D
+from ..layers.batch_norm import FastBatchNormalization
 from ..layers.common import CONV_INITIALIZER, DENSE_INITIALIZER
 from ..layers.depthwise import resolve_depthwise_impl
 from ..layers.folding import resolve_bn_fold
@@ -131,7 +132,7 @@ def _stem_and_blocks(x, spec, resolved, data_format, depthwise_impl, bn_fold, la
     x = keras.layers.Conv2D(resolved.stem_channels, 3, strides=2, padding=mode, use_bias=False,
                             data_format=data_format, kernel_initializer=CONV_INITIALIZER,
                             name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(axis=axis, momentum=spec.bn_momentum,
+    x = FastBatchNormalization(axis=axis, momentum=spec.bn_momentum,
                                         epsilon=spec.bn_epsilon, name="stem_bn")(x)
     x = keras.layers.Activation(activation, name="stem_activation")(x)
 
@@ -167,7 +168,7 @@ def _stem_and_blocks(x, spec, resolved, data_format, depthwise_impl, bn_fold, la
     x = PointwiseConv2D(resolved.head_channels, 1, padding="same", use_bias=False,
                         data_format=data_format, kernel_initializer=CONV_INITIALIZER,
                         name="top_conv")(x)
-    x = keras.layers.BatchNormalization(axis=axis, momentum=spec.bn_momentum,
+    x = FastBatchNormalization(axis=axis, momentum=spec.bn_momentum,
                                         epsilon=spec.bn_epsilon, name="top_bn")(x)
     return keras.layers.Activation(activation, name="top_activation")(x)
 
