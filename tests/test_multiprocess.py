@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND
+from conftest import BACKEND, quick_on
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELPER = os.path.join(HERE, "multiprocess_helper.py")
@@ -231,3 +231,32 @@ def test_tensorflow_multiworker_still_broken(tmp_path):
     for text in outputs:
         assert "MWMS-OK" not in text, "MultiWorkerMirroredStrategy works now: use it"
         assert "MWMS-FAIL" in text and "PerReplica" in text, text[-1000:]
+
+
+@quick_on("tensorflow")  # --num-processes 1 is backend-neutral: sharded batches, checkpoints
+def test_one_process_pipeline_on_image_folder(tmp_path):
+    """The sharded pipeline reads an image folder (Pillow) and resumes a finished run's
+    checkpoint without training again."""
+    from PIL import Image
+
+    from keras_efficientnet.cli import main
+    from keras_efficientnet.specs import get_spec, register_variant
+    register_variant(get_spec("EfficientNetB0").replace(name=TINY, width=0.25, depth=0.1),
+                     overwrite=True)
+    for cls, value in (("cats", 20), ("dogs", 200)):
+        os.makedirs(tmp_path / "data" / cls)
+        for i in range(6):
+            Image.fromarray(np.full((12, 12, 3), value, "uint8")).save(
+                tmp_path / "data" / cls / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["train", "--model", TINY, "--weights", "none", "--data", str(tmp_path / "data"),
+            "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--num-processes", "1",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_images"] == 10 and summary["steps"] == 6  # 3 batches (last padded)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch"]) == (6, 2, 0)
+    assert main([*args, "--overwrite"]) == 0  # resumes the finished state: no further step
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    assert len(_losses(out)) == 2
