@@ -71,13 +71,27 @@ def add_parser(subparsers):
     p.add_argument("--alpha", type=float, default=0.1,
                    help="weight of the hard-label loss in distillation (0..1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    dist = p.add_argument_group(
+        "multi-process training (JAX; see docs/distributed.md)",
+        "--num-processes N alone starts N local workers; on a cluster give every host "
+        "--coordinator HOST:PORT --process-id K --num-processes N (or Keras' "
+        "KERAS_DISTRIBUTION_* variables). --batch-size is the global batch. Checkpoints go to "
+        "--out/checkpoint; rerunning the same command resumes from the last one.")
+    dist.add_argument("--num-processes", type=int, default=None, help="processes in the job")
+    dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                      help="address of process 0's coordination service")
+    dist.add_argument("--process-id", type=int, default=None, help="this process (0..N-1)")
+    dist.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                      help="checkpoint every STEPS steps as well as at each epoch end")
+    dist.add_argument("--connect-timeout", type=float, default=120.0, metavar="SECONDS",
+                      help="give up joining the job after this long (default 120)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     """Run the command from parsed arguments; returns the exit status."""
-    summary = train(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+    kwargs = dict(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                     image_size=args.image_size, weights=args.weights, out=args.out,
                     learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
                     trainable=args.trainable, unfreeze_blocks=args.unfreeze_blocks,
@@ -86,7 +100,15 @@ def run(args) -> int:
                     seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                     teacher=args.teacher, teacher_weights=args.teacher_weights,
                     temperature=args.temperature, alpha=args.alpha,
-                    verbose=0 if args.quiet else 1, overwrite=args.overwrite)
+                    verbose=0 if args.quiet else 1, overwrite=args.overwrite,
+                    num_processes=args.num_processes, coordinator=args.coordinator,
+                    process_id=args.process_id, checkpoint_every=args.checkpoint_every,
+                    connect_timeout=args.connect_timeout)
+    from ..training import multiprocess
+
+    if multiprocess.wants_launcher(args.num_processes, args.coordinator, args.process_id):
+        return multiprocess.launch_train(kwargs)
+    summary = train(**kwargs)
     print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
     return 0
@@ -143,7 +165,9 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
           weights="imagenet", out=None, learning_rate=1e-3, warmup_epochs=0.0, trainable="all",
           unfreeze_blocks=None, label_smoothing=0.1, dropout=None, validation_split=0.2,
           mixed_precision=None, seed=0, steps_per_epoch=None, teacher=None, teacher_weights=None,
-          temperature=4.0, alpha=0.1, verbose=1, overwrite=False) -> dict:
+          temperature=4.0, alpha=0.1, verbose=1, overwrite=False, num_processes=None,
+          coordinator=None, process_id=None, checkpoint_every=None,
+          connect_timeout=120.0) -> dict:
     """Fine-tune a variant and write the model, CSV log, curves and summary to ``out``.
 
     ``out`` is checked before anything is built: a file in its place, a folder that cannot
@@ -151,6 +175,13 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
     ``OSError`` naming the path. A data folder too small to split (fewer than one validation
     and one training image) is a ``ValueError`` saying so. The outputs are written to a
     temporary folder inside ``out`` and moved into place at the end.
+
+    With ``num_processes`` (and, beyond one process, ``coordinator`` and ``process_id``, or
+    Keras' ``KERAS_DISTRIBUTION_*`` variables) this process takes part in multi-process
+    data-parallel training (:mod:`keras_efficientnet.training.multiprocess`): ``batch_size``
+    is the global batch, each process trains on its slice of it, only process 0 writes to
+    ``out``, and checkpoints in ``out/checkpoint`` (every ``checkpoint_every`` steps and at each
+    epoch end) are resumed by the next run with the same settings.
 
     Raises:
         ValueError: bad arguments, data or weights (a truncated weights file is named).
@@ -181,9 +212,20 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}.")
     weights = None if weights in (None, "none", "None", "") else weights
     out = os.path.abspath(out or os.path.join("runs", spec.name))
-    _check_out(out, overwrite)
+    from ..training import multiprocess as mp
+
+    cluster = mp.Cluster.resolve(num_processes, coordinator, process_id)
+    if cluster is not None:
+        cluster.local_batch(batch_size)
+        if teacher is not None:
+            raise ValueError("--teacher (distillation) is not available with --num-processes yet.")
+    chief = cluster is None or cluster.is_chief
+    if chief:
+        _check_out(out, overwrite)
     if data is not None:
         _check_split(data, validation_split)
+    if cluster is not None:
+        mp.initialize(cluster, timeout=connect_timeout)
     keras.utils.set_random_seed(seed)
 
     if data is None:
@@ -198,10 +240,21 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         n_train = int(train_ds.cardinality()) * batch_size
         train_data, val_data = train_ds, val_ds
     steps = steps_per_epoch or max(1, -(-n_train // batch_size))
+    if cluster is not None:
+        steps = min(steps, -(-n_train // batch_size))
+        if data is None:
+            n_train = len(y)
+            load, val_load, n_val = mp.array_loader(x, y), mp.array_loader(xv, yv), len(yv)
+        else:
+            load, n_train = mp.folder_loader(train_ds, data, class_names, size)
+            val_load, n_val = mp.folder_loader(val_ds, data, class_names, size)
+            steps = min(steps_per_epoch or n_train, -(-n_train // batch_size))
 
     previous_policy = keras.config.dtype_policy()
     if mixed_precision:
         keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
+    scope = mp.distribution(cluster)
+    scope.__enter__()
     try:
         backbone = build_efficientnet(spec, include_top=False, weights=weights,
                                       input_shape=(size, size, 3))
@@ -226,25 +279,49 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             net.compile(optimizer=keras.optimizers.Adam(schedule),
                         loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names),
                                                                         label_smoothing),
-                        metrics=["accuracy"])
+                        # the padded last batch of a sharded epoch has zero sample weights,
+                        # which Keras applies to weighted_metrics only
+                        **{"metrics" if cluster is None else "weighted_metrics": ["accuracy"]})
         from ..validation import prepare_output
 
-        prepare_output(out, what="--out", directory=True)
-        tmp_dir = tempfile.mkdtemp(prefix=".train-", dir=out)
+        if chief:
+            prepare_output(out, what="--out", directory=True)
+            tmp_dir = tempfile.mkdtemp(prefix=".train-", dir=out)
+        else:
+            tmp_dir = cluster.path("outputs")
+            os.makedirs(tmp_dir, exist_ok=True)
         csv_path = os.path.join(tmp_dir, "log.csv")
         start = time.time()
         fit_kw = dict(epochs=epochs, validation_data=val_data, verbose=verbose,
                       callbacks=[keras.callbacks.CSVLogger(csv_path)], steps_per_epoch=steps_per_epoch)
-        if data is None:
+        if cluster is not None:
+            hist = mp.train_job(trainer, cluster, load, n_train, val_load, n_val, batch_size,
+                                epochs, steps, seed, os.path.join(out, "checkpoint"),
+                                checkpoint_every, settings=dict(
+                                    model=spec.name, weights=str(weights), data=str(data),
+                                    image_size=size, epochs=epochs, batch_size=batch_size,
+                                    learning_rate=learning_rate, warmup_epochs=warmup_epochs,
+                                    trainable=trainable, unfreeze_blocks=unfreeze_blocks,
+                                    label_smoothing=label_smoothing, dropout=dropout,
+                                    validation_split=validation_split,
+                                    mixed_precision=mixed_precision, seed=seed, steps=steps),
+                                verbose=verbose if chief else 0)
+            if chief:
+                mp.write_csv(hist, csv_path)
+        elif data is None:
             history = trainer.fit(train_data[0], train_data[1], batch_size=batch_size,
                                   shuffle=True, **fit_kw)
         else:
             history = trainer.fit(train_data.repeat() if steps_per_epoch else train_data, **fit_kw)
         wall = time.time() - start
-        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        if cluster is None:
+            hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         if not all(map(_finite, hist.get("loss", []))):
             raise ValueError(f"Training diverged (loss {hist['loss']}); lower --learning-rate.")
-        net.save(os.path.join(tmp_dir, "model.keras"))
+        net.save(os.path.join(tmp_dir, "model.keras"))  # every process: saving is collective
+        if not chief:
+            return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
+                    "history": hist}
         plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
               f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
         summary = {
@@ -260,13 +337,19 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             "wall_time_s": round(wall, 1), "history": hist, "out": out,
             "files": ["curves.png", "log.csv", "model.keras", "summary.json"],
         }
+        if cluster is not None:
+            summary.update(num_processes=cluster.num_processes, process_id=0,
+                           steps=int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))
         with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         for fname in summary["files"]:
             os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
         os.rmdir(tmp_dir)
     finally:
+        scope.__exit__(None, None, None)
         keras.config.set_dtype_policy(previous_policy)
+        if cluster is not None:
+            cluster.cleanup()
         if "tmp_dir" in locals() and os.path.isdir(tmp_dir):
             import shutil
             shutil.rmtree(tmp_dir, ignore_errors=True)
