@@ -233,6 +233,22 @@ def test_tensorflow_multiworker_still_broken(tmp_path):
         assert "MWMS-FAIL" in text and "PerReplica" in text, text[-1000:]
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="pins a PyTorch-backend gap of Keras")
+def test_torch_backend_still_has_no_keras_distribution():
+    """Keras 3.15 has no distribution backend for PyTorch (``keras.distribution`` is JAX's,
+    TensorFlow's ``tf.distribute`` is separate) and its torch trainer never wraps the model in
+    ``DistributedDataParallel``, so ``torchrun`` would start N independent trainings. When
+    this test fails, Keras has gained one: wire it into training/multiprocess.py."""
+    from keras.src.backend import distribution_lib
+
+    assert distribution_lib is None
+    with pytest.raises(AttributeError):
+        keras.distribution.DataParallel()
+    from keras_efficientnet.training.multiprocess import check_backend
+    with pytest.raises(ValueError, match="KERAS_BACKEND=jax"):
+        check_backend()
+
+
 @quick_on("tensorflow")  # --num-processes 1 is backend-neutral: sharded batches, checkpoints
 def test_one_process_pipeline_on_image_folder(tmp_path):
     """The sharded pipeline reads an image folder (Pillow) and resumes a finished run's
