@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 
-from .depthwise import _correlate, _window
+from .depthwise_ops import _correlate, _window
 
 
 def _spatial_pad(x, before_h, after_h, before_w, after_w, channels_last):
