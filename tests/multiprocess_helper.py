@@ -35,7 +35,7 @@ if os.environ.get("KE_TEST_STEP_SLEEP"):  # slow the steps so that a test can ki
 
 if __name__ == "__main__":
     if os.environ.get("KE_TRAIN_KWARGS"):
-        from keras_efficientnet.training.multiprocess import _worker_main
-        sys.exit(_worker_main())
+        from keras_efficientnet.commands.train import worker_main
+        sys.exit(worker_main())
     from keras_efficientnet.cli import main
     sys.exit(main(sys.argv[1:]))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -107,7 +108,7 @@ def run(args) -> int:
     from ..training import multiprocess
 
     if multiprocess.wants_launcher(args.num_processes, args.coordinator, args.process_id):
-        return multiprocess.launch_train(kwargs)
+        return launch_train(kwargs)
     summary = train(**kwargs)
     print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
@@ -450,3 +451,77 @@ def plot_history(history: dict, path: str, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- several processes
+
+def launch_train(train_kwargs: dict, **kwargs) -> int:
+    """Check the arguments, then run ``train(**train_kwargs)`` in
+    ``train_kwargs["num_processes"]`` local workers
+    (:func:`~keras_efficientnet.training.multiprocess.launch_local`).
+
+    Raises:
+        ValueError: on a backend without multi-process training, a global batch the workers
+            cannot split evenly, or any argument ``train`` would refuse; before any worker starts.
+
+    Example:
+        >>> from keras_efficientnet.commands.train import launch_train
+        >>> try:
+        ...     launch_train({"num_processes": 2, "batch_size": 3})
+        ... except ValueError:
+        ...     print("refused before starting workers")
+        refused before starting workers
+    """
+    from ..specs import get_spec
+    from ..training import multiprocess as mp
+
+    mp.check_backend()
+    kw = dict(train_kwargs)
+    spec = get_spec(kw.get("model", "EfficientNetLite0"))
+    n = int(kw["num_processes"])
+    mp.Cluster(n, 0, "127.0.0.1:0").local_batch(int(kw.get("batch_size", 32)))
+    if kw.get("teacher") is not None:
+        raise ValueError("--teacher (distillation) is not available with --num-processes yet.")
+    _check_args(kw.get("epochs", 5), kw.get("batch_size", 32), kw.get("image_size"),
+                    kw.get("learning_rate", 1e-3), kw.get("validation_split", 0.2))
+    kw["out"] = os.path.abspath(kw.get("out") or os.path.join("runs", spec.name))
+    _check_out(kw["out"], kw.get("overwrite", False))
+    if kw.get("data") is not None:
+        _check_split(kw["data"], kw.get("validation_split", 0.2))
+    return mp.launch_local(kw, n, **kwargs)
+
+
+def worker_main() -> int:
+    """Entry point of a worker started by
+    :func:`~keras_efficientnet.training.multiprocess.launch_local`: runs ``train`` with the
+    keyword arguments in ``KE_TRAIN_KWARGS`` and prints errors as the CLI does.
+
+    Returns:
+        The exit status: 0, or 2 after a one-line error on stderr.
+
+    Example:
+        >>> from keras_efficientnet.commands import train as command
+        >>> callable(command.worker_main)  # run as python -m keras_efficientnet.commands.train
+        True
+    """
+    import signal
+
+    from ..cli import EXPECTED_ERRORS, _one_line
+
+    kwargs = json.loads(os.environ["KE_TRAIN_KWARGS"])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        summary = train(**kwargs)
+    except EXPECTED_ERRORS as err:
+        if os.environ.get("KE_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"keras-efficientnet train: error: {_one_line(err)}", file=sys.stderr, flush=True)
+        return 2
+    if summary.get("process_id", 0) == 0:
+        print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} "
+              f"epochs ({summary['wall_time_s']:.0f} s); wrote {summary['out']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -2,7 +2,8 @@
 
 from . import channel_bias as _channel_bias  # noqa: F401  (registers ChannelBias: fused models load)
 from .batch_norm import FastBatchNormalization
-from .condconv import CondConv2D, CondConvMBConv
+from .cond_conv2d import CondConv2D
+from .condconv import CondConvMBConv
 from .depthwise import ShiftedDepthwiseConv2D
 from .fused_mbconv import FusedMBConv
 from .mbconv import MBConv

@@ -60,14 +60,6 @@ def pad_spatial(x, pad: int, data_format: str):
     return keras.ops.pad(x, width)
 
 
-def batch_norm(name, data_format, epsilon, momentum):
-    """A BatchNormalization sublayer on the channel axis of ``data_format``."""
-    from .batch_norm import FastBatchNormalization
-
-    return FastBatchNormalization(axis=channel_axis(data_format), epsilon=epsilon,
-                                           momentum=momentum, name=name)
-
-
 def serializable(cls):
     """Register a layer class for ``.keras`` saving under this package's name."""
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)

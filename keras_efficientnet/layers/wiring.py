@@ -177,7 +177,7 @@ def block_layers(cfg: BlockConfig, in_channels: int, size=None, prefix: str = ""
 
     def conv(part, filters, kernel, strides, padding, depthwise=False):
         if cfg.num_experts:
-            from .condconv import CondConv2D
+            from .cond_conv2d import CondConv2D
 
             add(part, CondConv2D(filters, kernel, strides=strides, num_experts=cfg.num_experts,
                                  depthwise=depthwise, padding=padding, data_format=df,

@@ -44,7 +44,7 @@ def packaged_checkpoint(ws) -> str:
         >>> packaged_checkpoint(get_weights("EfficientNetLite0")).endswith(".pth")
         True
     """
-    from .loading import _hash_matches
+    from .cache import _hash_matches
 
     try:
         files = importlib.metadata.files(ws.package) or []
@@ -104,8 +104,8 @@ def packaged_file(ws) -> str:
     """
     from ..specs import get_spec
     from ..validation import file_mode
-    from .loading import (PARTIAL_PREFIX, _cached_problem, cache_dir, read_record, remove_cached,
-                          remove_stale_partials, write_record)
+    from .cache import (PARTIAL_PREFIX, _cached_problem, cache_dir, read_record, remove_cached,
+                        remove_stale_partials, write_record)
 
     folder = cache_dir("models", writable=False)
     final = os.path.join(folder, cache_name(ws))

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -141,6 +140,10 @@ class Cluster:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
+
+
+#: the module a local worker runs (a name, not an import: training/ never imports commands/).
+WORKER_MODULE = "keras_efficientnet.commands.train"
 
 
 def _int(text, name):
@@ -626,28 +629,6 @@ def wants_launcher(num_processes, coordinator=None, process_id=None) -> bool:
                 and process_id is None and not os.environ.get(ENV_PROCESS_ID))
 
 
-def launch_train(train_kwargs: dict, **kwargs) -> int:
-    """Check the arguments, then run ``train(**train_kwargs)`` in
-    ``train_kwargs["num_processes"]`` local workers (:func:`launch_local`)."""
-    from ..commands import train as cmd
-    from ..specs import get_spec
-
-    check_backend()
-    kw = dict(train_kwargs)
-    spec = get_spec(kw.get("model", "EfficientNetLite0"))
-    n = int(kw["num_processes"])
-    Cluster(n, 0, "127.0.0.1:0").local_batch(int(kw.get("batch_size", 32)))
-    if kw.get("teacher") is not None:
-        raise ValueError("--teacher (distillation) is not available with --num-processes yet.")
-    cmd._check_args(kw.get("epochs", 5), kw.get("batch_size", 32), kw.get("image_size"),
-                    kw.get("learning_rate", 1e-3), kw.get("validation_split", 0.2))
-    kw["out"] = os.path.abspath(kw.get("out") or os.path.join("runs", spec.name))
-    cmd._check_out(kw["out"], kw.get("overwrite", False))
-    if kw.get("data") is not None:
-        cmd._check_split(kw["data"], kw.get("validation_split", 0.2))
-    return launch_local(kw, n, **kwargs)
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` now.
 
@@ -695,9 +676,10 @@ def launch_local(train_kwargs: dict, num_processes: int, host: str = "127.0.0.1"
     after 10 s) and the exit status is that worker's; rerun the same command to resume from the
     last checkpoint. Every started process is stopped before this returns, also on Ctrl-C.
 
-    A worker is ``python -m keras_efficientnet.training.multiprocess``; the ``KE_TRAIN_WORKER``
-    variable (a command line) replaces it, e.g. by a script of yours that registers custom
-    variants (``register_variant``) and then calls ``_worker_main()``.
+    A worker is ``python -m keras_efficientnet.commands.train`` (``WORKER_MODULE``); the
+    ``KE_TRAIN_WORKER`` variable (a command line) replaces it, e.g. by a script of yours that
+    registers custom variants (``register_variant``) and then calls
+    ``keras_efficientnet.commands.train.worker_main()``.
 
     Returns:
         0 when every worker succeeded, else the first failure's exit status (2 for a signal).
@@ -716,7 +698,7 @@ def launch_local(train_kwargs: dict, num_processes: int, host: str = "127.0.0.1"
     import shlex
 
     command = (shlex.split(os.environ["KE_TRAIN_WORKER"]) if os.environ.get("KE_TRAIN_WORKER")
-               else [sys.executable, "-m", __name__])
+               else [sys.executable, "-m", WORKER_MODULE])
     procs = []
     try:
         for k in range(num_processes):
@@ -741,27 +723,3 @@ def launch_local(train_kwargs: dict, num_processes: int, host: str = "127.0.0.1"
             time.sleep(poll)
     finally:
         stop(procs)
-
-
-def _worker_main() -> int:
-    """Entry point of a worker started by :func:`launch_local`."""
-    from ..cli import EXPECTED_ERRORS, _one_line
-    from ..commands.train import train
-
-    kwargs = json.loads(os.environ["KE_TRAIN_KWARGS"])
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        summary = train(**kwargs)
-    except EXPECTED_ERRORS as err:
-        if os.environ.get("KE_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"keras-efficientnet train: error: {_one_line(err)}", file=sys.stderr, flush=True)
-        return 2
-    if summary.get("process_id", 0) == 0:
-        print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} "
-              f"epochs ({summary['wall_time_s']:.0f} s); wrote {summary['out']}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main())

@@ -301,7 +301,7 @@ def _cheap_evidence(path: str):
     if declared:
         return declared, "its 'arch' entry"
     try:
-        from ..loading import read_record
+        from ..cache import read_record
 
         record = read_record(path) or {}
     except Exception:  # the record is a hint; a broken one says nothing
@@ -326,7 +326,7 @@ def _cheap_evidence(path: str):
 
 def _hash_evidence(path: str, names) -> tuple[str, str] | None:
     from ..registry import TIMM_WEIGHTS
-    from ..loading import file_hash
+    from ..cache import file_hash
 
     rows = [r for r in TIMM_WEIGHTS if r[3] and r[0] in names]
     if not rows:
