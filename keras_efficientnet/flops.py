@@ -112,51 +112,12 @@ def count_params_spec(spec, include_top: bool = True, classes: int = 1000,
         >>> count_params_spec("EfficientNetB0")
         (5330571, 5288548)
     """
-    spec = get_spec(spec)
-    model = resolve(spec)
-    weights = 0     # trained
-    stats = 0       # BatchNorm moving statistics
+    from .specs.manifest import weight_manifest
 
-    def bn(channels):
-        nonlocal weights, stats
-        weights += 2 * channels
-        stats += 2 * channels
-
-    weights += 9 * 3 * model.stem_channels
-    bn(model.stem_channels)
-    for block in model.blocks:
-        k2 = block.kernel * block.kernel
-        cin, cout, hidden = block.in_channels, block.out_channels, block.hidden_channels
-        experts = max(int(getattr(block, "experts", 0) or 0), 1)
-        if block.kind == "fu":
-            if hidden is None:
-                width = cin
-                weights += k2 * cin * cout
-            else:
-                width = hidden
-                weights += k2 * cin * hidden + hidden * cout
-                bn(hidden)
-        else:
-            width = cin if hidden is None else hidden
-            if hidden is not None:
-                weights += experts * cin * hidden
-                bn(hidden)
-            weights += experts * (k2 * width + width * cout)
-            bn(width)
-            if experts > 1:
-                weights += cin * experts + experts      # routing dense layer
-        bn(cout)
-        if block.se_channels:
-            se = block.se_channels
-            weights += width * se + se + se * width + width
-    last = model.blocks[-1].out_channels
-    weights += last * model.head_channels
-    bn(model.head_channels)
-    if include_top:
-        weights += model.head_channels * int(classes) + int(classes)
-    if include_preprocessing and spec.family != "v2":
-        stats += 2 * 3 + 1  # Normalization: mean, variance, count
-    return int(weights + stats), int(weights)
+    entries = weight_manifest(get_spec(spec), int(classes) if include_top else None,
+                              include_preprocessing=include_preprocessing)
+    return (sum(e.size for e in entries),
+            sum(e.size for e in entries if e.trainable))
 
 
 # ---------------------------------------------------------------------------------------------

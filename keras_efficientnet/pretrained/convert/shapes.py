@@ -1,17 +1,16 @@
 """The weights a spec's model has, computed from the spec alone (no Keras, no model built).
 
-:func:`expected_shapes` lists every flat weight name (see
-:mod:`keras_efficientnet.pretrained.naming`; Keras 3 names a depthwise kernel ``kernel``) of the model the factory builds for a spec, with
-its Keras-layout shape. Converters use it to say which variant a checkpoint holds
-(:func:`match_variants`) without building any model.
+:func:`expected_shapes` lists every flat weight name of the model the factory builds for a
+spec, with its Keras-layout shape, read from the spec's weight manifest
+(:func:`keras_efficientnet.specs.manifest.weight_manifest`). Converters use it to say which
+variant a checkpoint holds (:func:`match_variants`) without building any model.
 """
 
 from __future__ import annotations
 
-from ...specs import get_spec, resolve
-from ...specs.naming import dwconv_name
+from ...specs import get_spec
+from ...specs.manifest import weight_manifest
 
-BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
 
 
@@ -28,54 +27,7 @@ def expected_shapes(spec, classes: int | None = None) -> dict[str, tuple[int, ..
         >>> shapes["block2a_dwconv/kernel"], shapes["predictions/kernel"]
         ((3, 3, 96, 1), (1280, 10))
     """
-    resolved = resolve(get_spec(spec))
-    out: dict[str, tuple[int, ...]] = {}
-
-    def conv(name, kernel, cin, cout, bias=False):
-        out[f"{name}/kernel"] = (kernel, kernel, cin, cout)
-        if bias:
-            out[f"{name}/bias"] = (cout,)
-
-    def bn(name, channels):
-        for variable in BN_VARIABLES:
-            out[f"{name}/{variable}"] = (channels,)
-
-    def se(prefix, channels, squeezed):
-        if squeezed:
-            conv(f"{prefix}_se_reduce", 1, channels, squeezed, bias=True)
-            conv(f"{prefix}_se_expand", 1, squeezed, channels, bias=True)
-
-    conv("stem_conv", 3, 3, resolved.stem_channels)
-    bn("stem_bn", resolved.stem_channels)
-    for block in resolved.blocks:
-        if block.experts:
-            raise ValueError(f"{block.name} is a CondConv block; expected_shapes does not cover it.")
-        p, cin, hidden, cout = block.name, block.in_channels, block.hidden_channels, block.out_channels
-        if block.kind == "mb":
-            width = cin
-            if hidden is not None:
-                conv(f"{p}_expand_conv", 1, cin, hidden)
-                bn(f"{p}_expand_bn", hidden)
-                width = hidden
-            out[f"{p}_{dwconv_name(resolved.spec)}/kernel"] = (block.kernel, block.kernel, width, 1)
-            bn(f"{p}_bn", width)
-            se(p, width, block.se_channels)
-            conv(f"{p}_project_conv", 1, width, cout)
-        elif hidden is not None:  # fused, with expansion
-            conv(f"{p}_expand_conv", block.kernel, cin, hidden)
-            bn(f"{p}_expand_bn", hidden)
-            se(p, hidden, block.se_channels)
-            conv(f"{p}_project_conv", 1, hidden, cout)
-        else:  # fused, a single convolution
-            se(p, cin, block.se_channels)
-            conv(f"{p}_project_conv", block.kernel, cin, cout)
-        bn(f"{p}_project_bn", cout)
-    conv("top_conv", 1, resolved.blocks[-1].out_channels, resolved.head_channels)
-    bn("top_bn", resolved.head_channels)
-    if classes:
-        out["predictions/kernel"] = (resolved.head_channels, int(classes))
-        out["predictions/bias"] = (int(classes),)
-    return out
+    return {e.name: e.shape for e in weight_manifest(get_spec(spec), classes)}
 
 
 def classes_of(shapes: dict) -> int | None:
