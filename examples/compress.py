@@ -46,7 +46,7 @@ from keras_efficientnet.training import (Distiller, MagnitudePruning, Polynomial
                                          reset_classifier, sparsity_report, strip_pruning,
                                          unfreeze_top)
 from keras_efficientnet.training.data import digits
-from keras_efficientnet.training.recipe import WarmupCosineDecay
+from keras_efficientnet.training.schedules import warmup_cosine_decay
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=3)
@@ -111,7 +111,7 @@ def pretrained(variant, scratch=False):
 
 def optimizer(lr, epochs):
     steps = -(-len(y_train) // BS) * epochs
-    return keras.optimizers.Adam(WarmupCosineDecay(lr, steps))
+    return keras.optimizers.Adam(warmup_cosine_decay(lr, steps))
 
 
 def accuracy(model):

@@ -19,8 +19,8 @@ import keras_efficientnet as ke
 from keras_efficientnet.commands.train import plot_history
 from keras_efficientnet.training import reset_classifier, unfreeze_top
 from keras_efficientnet.training.data import digits
-from keras_efficientnet.training.recipe import (SparseCategoricalCrossentropyWithSmoothing,
-                                                WarmupCosineDecay)
+from keras_efficientnet.training.losses import SparseCategoricalCrossentropyWithSmoothing
+from keras_efficientnet.training.schedules import warmup_cosine_decay
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=5)
@@ -48,7 +48,7 @@ unfreeze_top(model)  # every layer trainable except BatchNorm (statistics and af
 
 # 3. Adam, cosine decay, label smoothing 0.1.
 steps = -(-len(y_train) // args.batch_size) * args.epochs
-model.compile(optimizer=keras.optimizers.Adam(WarmupCosineDecay(1e-3, steps)),
+model.compile(optimizer=keras.optimizers.Adam(warmup_cosine_decay(1e-3, steps)),
               loss=SparseCategoricalCrossentropyWithSmoothing(len(class_names), 0.1),
               metrics=["accuracy"])
 

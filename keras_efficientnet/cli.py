@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-command modules under keras_efficientnet.commands, in help order.
-COMMANDS = ["classify", "train", "export"]
+COMMANDS = ["classify", "train", "export", "list"]
 
 
 #: errors that bad input, a bad environment or the user cause: one line and exit status 2.
@@ -37,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # --debug after the sub-command works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the full traceback of an error")
+        _show_defaults(command)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: X)`` to every option's help that does not state its default."""
+    for action in parser._actions:
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+            continue
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in action.help:
+            continue
+        action.help += " (default: %(default)s)"
 
 
 def _one_line(err: BaseException) -> str:
@@ -70,6 +81,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("KE_DEBUG", "") not in ("", "0")
     try:
+        import keras_efficientnet
+
+        keras_efficientnet._load()  # Keras loads only now: --help and bad arguments stay fast
         return int(args.func(args) or 0)
     except EXPECTED_ERRORS as err:
         if debug:

@@ -33,11 +33,16 @@ import tempfile
 
 import numpy as np
 
-from .models.fuse import fuse_batchnorm
-
 logger = logging.getLogger("keras_efficientnet.export")
 
 FORMATS = ("saved_model", "tflite", "onnx")
+
+
+def __getattr__(name):  # ``fuse_batchnorm`` stays importable from here without importing Keras first
+    if name == "fuse_batchnorm":
+        from .models.fuse import fuse_batchnorm
+        return fuse_batchnorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 #: quantizations each format supports (None = float32).
 QUANTIZATIONS = {"saved_model": (None,), "onnx": (None,),
                  "tflite": (None, "float16", "dynamic_int8", "int8")}

@@ -180,7 +180,12 @@ def test_cli_bad_input(tmp_path, capsys):
                      "int8", "--output", str(out)])
     assert code == 2 and "does not support quantize" in capsys.readouterr().err
     code = cli.main(["export", "--model", "EfficientNetB99", "--format", "onnx", "--output", str(out)])
-    assert code == 2 and "Unknown model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "Unknown model" in err and "Did you mean" in err
+    assert len(err) < 300  # a hint, not the 97 names
+    code = cli.main(["export", "--model", "EfficientNetB0", "--format", "onnx", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "random weights" in err and "--random-weights" in err
     assert os.listdir(tmp_path) == []
 
 
@@ -190,7 +195,7 @@ def test_cli_export_prints_agreement(tmp_path, capsys):
 
     out = tmp_path / "b0.onnx"
     code = cli.main(["export", "--model", "EfficientNetB0", "--image-size", "64", "--format",
-                     "onnx", "--output", str(out)])
+                     "onnx", "--output", str(out), "--random-weights"])
     printed = capsys.readouterr().out
     assert code == 0 and out.exists() and "max abs diff" in printed and "MB" in printed
 

@@ -19,6 +19,35 @@ from keras_efficientnet.layers import StochasticDepth
 from keras_efficientnet.specs import resolve
 from keras_efficientnet.training.recipe import (NVIDIA, PAPER, WarmupCosineDecay, apply_stage,
                                                 augmenter, drop_path_schedule, progressive_stages)
+from keras_efficientnet.training.schedules import warmup_cosine_decay
+
+
+@pytest.mark.parametrize("total,warmup,alpha", [(100, 10, 0.0), (37, 0, 0.1), (50, 49, 0.2),
+                                                (1000, 250, 0.05)])
+def test_keras_cosine_decay_equals_former_schedule(total, warmup, alpha):
+    # Keras' CosineDecay(warmup_target=, warmup_steps=) replaces the package's own schedule:
+    # the same rates at every step of the run and past its end (the former class is the
+    # reference: it was the package's schedule before, with its own closed-form code).
+    ours = warmup_cosine_decay(0.3, total, warmup, alpha)
+    former = WarmupCosineDecay(0.3, total, warmup, alpha)
+    assert isinstance(ours, keras.optimizers.schedules.CosineDecay)
+    steps = list(range(0, total + 5))
+    got = np.array([float(ours(s)) for s in steps])
+    want = np.array([float(former(s)) for s in steps])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # and the closed form, in float64
+    t = np.clip((np.array(steps, "float64") - warmup) / (total - warmup), 0, 1)
+    closed = np.where(np.array(steps) < warmup, 0.3 * np.array(steps) / max(warmup, 1),
+                      0.3 * (alpha + (1 - alpha) * 0.5 * (1 + np.cos(np.pi * t))))
+    np.testing.assert_allclose(got, closed, rtol=1e-5, atol=1e-7)
+
+
+def test_former_schedule_still_deserialises():
+    # a .keras file saved before the switch names keras_efficientnet>WarmupCosineDecay
+    config = keras.optimizers.schedules.serialize(WarmupCosineDecay(0.1, 100, 10))
+    assert config["registered_name"] == "keras_efficientnet>WarmupCosineDecay"
+    restored = keras.optimizers.schedules.deserialize(config)
+    assert float(restored(55)) == pytest.approx(0.05, rel=1e-5)
 
 
 @pytest.mark.parametrize("recipe,batch", [(PAPER, 512), (NVIDIA, 1024)])

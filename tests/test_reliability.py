@@ -580,7 +580,7 @@ def test_cli_export_overwrite_replaces(tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("old artifact")
     code = main(["export", "--model", TINY, "--image-size", "32", "--output", str(out),
-                 "--overwrite"])
+                 "--overwrite", "--random-weights"])
     assert code == 0, capsys.readouterr().err
     assert "saved_model.pb" in os.listdir(out) and "mine.txt" not in os.listdir(out)
     assert sorted(os.listdir(tmp_path)) == ["out"]

@@ -107,3 +107,72 @@ def test_digits_data():
     assert sorted(set(y.tolist())) == list(range(10)) and names == [str(i) for i in range(10)]
     with pytest.raises(ValueError):
         check_image_folder("/nonexistent/dir")
+
+
+def test_list_command(capsys):
+    assert main(["list", "*lite0*"]) == 0
+    out = capsys.readouterr().out
+    assert "EfficientNetLite0" in out and "tf_efficientnet_lite0" in out and "3 models" in out
+    assert main(["list", "EfficientNetLite0", "--weights"]) == 0
+    out = capsys.readouterr().out
+    assert "EfficientNetLite0.imagenet" in out and "offline (package)" in out
+    assert main(["list", "*nothing_like_this*"]) == 2
+    assert "No model matches" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_default():
+    import argparse
+
+    from keras_efficientnet.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if not action.option_strings or action.dest in ("help", "debug"):
+                continue
+            assert action.help, f"{name} {action.option_strings} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in action.help, f"{name} {action.option_strings} hides its default"
+
+
+def test_help_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys; from keras_efficientnet.cli import main\n"
+            "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('keras' in sys.modules, 'tensorflow' in sys.modules, 'jax' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "keras_efficientnet.cli", "--help"], cwd=root,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0 and "classify" in out.stdout and "list" in out.stdout
+    probe = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['keras-efficientnet']\n"
+                            + code.replace("import sys; ", "")], cwd=root, capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": root})
+    assert probe.stdout.strip().splitlines()[-1] == "False False False", probe.stderr[-500:]
+
+
+@quick_on("tensorflow")
+def test_train_folders_counts_and_reload(tmp_path, capsys):
+    # 12 images, split 0.25: 3 validation, 9 training (not batches x batch size)
+    for cls, value in (("cats", 20), ("dogs", 200)):
+        for i in range(6):
+            _png(str(tmp_path / "data" / cls / f"{i}.png"), value)
+    out = tmp_path / "run"
+    code = main(["train", "--model", TINY, "--data", str(tmp_path / "data"), "--weights", "none",
+                 "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                 "--validation-split", "0.25", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "after 1 epoch " in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["train_images"], summary["validation_images"]) == (9, 3)
+    assert summary["augment"] is True
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    probe = subprocess.run([sys.executable, "-c", "import keras, keras_efficientnet\n"
+                            f"m = keras.saving.load_model({str(out / 'model.keras')!r})\n"
+                            "print(m.output_shape)"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": root})
+    assert probe.stdout.strip().endswith("(None, 2)"), probe.stderr[-800:]

@@ -7,6 +7,10 @@ the route taken, the file size and the measured agreement.
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
+
 from ..export import FORMATS, QUANTIZATIONS
 
 
@@ -26,10 +30,17 @@ def add_parser(subparsers):
         description="Export an EfficientNet to SavedModel, TFLite (float32, float16, dynamic-range "
                     "or full-integer int8) or ONNX. The artifact is run in its own runtime and "
                     "compared with the Keras model; the agreement and the size are printed.")
-    parser.add_argument("--model", required=True, help="variant name from list_models()")
+    parser.add_argument("--model", required=True,
+                        help="variant name (see: keras-efficientnet list), or a .keras file "
+                             "such as the model.keras of keras-efficientnet train")
     parser.add_argument("--weights", default=None,
-                        help="registered weight set ('imagenet') or weights file (default: random)")
-    parser.add_argument("--format", default="saved_model", choices=FORMATS)
+                        help="registered weight set ('imagenet') or weights file of a variant "
+                             "--model (required unless --random-weights)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="export a variant with random initialisation (for testing a "
+                             "deployment path; its predictions mean nothing)")
+    parser.add_argument("--format", default="saved_model", choices=FORMATS,
+                        help="artifact format")
     parser.add_argument("--quantize", default=None, choices=quantizations,
                         help="TFLite quantization (default float32)")
     parser.add_argument("--representative-data", default=None, metavar="DIR",
@@ -57,14 +68,22 @@ def run(args) -> int:
         >>> import tempfile
         >>> from keras_efficientnet.cli import main
         >>> main(["export", "--model", "EfficientNetB0", "--output", tempfile.mkdtemp(prefix="x"),
-        ...       "--format", "onnx"])  # not a .onnx path: one line on stderr, exit status 2
+        ...       "--format", "onnx", "--random-weights"])  # not a .onnx path: exit status 2
         2
     """
     from .. import export, fuse_batchnorm
     from ..models.constructors import create_model, list_models
 
-    if args.model not in list_models():
-        raise ValueError(f"Unknown model {args.model!r}; choose one of: {', '.join(list_models())}.")
+    from_file = args.model.endswith(".keras") or os.path.exists(args.model)
+    if not from_file:
+        if args.model not in list_models():
+            close = difflib.get_close_matches(args.model, list_models(), n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"Unknown model {args.model!r}: not a variant name nor an existing "
+                             f"file.{hint} Run keras-efficientnet list for the names.")
+    elif args.weights is not None or args.random_weights:
+        raise ValueError(f"--model {args.model!r} is a file that holds its weights; do not pass "
+                         "--weights or --random-weights with it.")
     # bad format/quantize combinations fail before any model is built
     from ..export import _check_arguments
 
@@ -78,13 +97,53 @@ def run(args) -> int:
     prepare_output(output, overwrite=args.overwrite, what="export", check_only=True)  # before building
     if args.image_size is not None and args.image_size < 32:
         raise ValueError(f"--image-size must be at least 32, got {args.image_size}.")
+    if not from_file and args.weights is None and not args.random_weights:
+        raise ValueError(f"--model {args.model} without --weights would export random "
+                         "weights; pass --weights imagenet (or a weights file), or "
+                         "--random-weights if that is what you want.")
     kwargs = {}
     if args.image_size:
         kwargs["input_shape"] = (args.image_size, args.image_size, 3)
-    model = create_model(args.model, weights=args.weights, **kwargs)
+    if from_file:
+        model = load_model_file(args.model, args.image_size)
+    else:
+        model = create_model(args.model, weights=args.weights, **kwargs)
+        if args.weights is None:
+            print(f"note: exporting {args.model} with random weights (--random-weights)",
+                  file=sys.stderr)
     if args.fuse_batchnorm:
         model = fuse_batchnorm(model)
     result = export(model, output, format=args.format, quantize=args.quantize,
                     representative_data=args.representative_data, overwrite=args.overwrite)
     print(result.summary())
     return 0
+
+
+def load_model_file(path: str, image_size=None):
+    """A ``.keras`` model file (e.g. ``keras-efficientnet train``'s ``model.keras``), loaded
+    without its optimizer state.
+
+    Raises:
+        ValueError: a missing or unreadable file, or an ``image_size`` the model cannot take.
+
+    Example:
+        >>> from keras_efficientnet.commands.export import load_model_file
+        >>> load_model_file("no_such_model.keras")
+        Traceback (most recent call last):
+        ...
+        ValueError: --model 'no_such_model.keras': no such file.
+    """
+    import keras
+
+    if not os.path.exists(path):
+        raise ValueError(f"--model {path!r}: no such file.")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError, EOFError, TypeError) as err:
+        raise ValueError(f"--model {path!r} cannot be loaded as a Keras model (truncated, or "
+                         f"not a .keras file?): {' '.join(str(err).split())[:200]}") from None
+    spatial = tuple(model.input_shape[1:3])
+    if image_size and all(d is not None for d in spatial) and spatial != (image_size, image_size):
+        raise ValueError(f"--model {path!r} takes {spatial} images; --image-size {image_size} "
+                         "does not fit it (leave --image-size out).")
+    return model

@@ -15,6 +15,7 @@ does not apply. ``model.keras`` is still the plain student, with its softmax cla
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -37,11 +38,12 @@ def add_parser(subparsers):
         "train", help="fine-tune a model on image folders (or the built-in digits)",
         description="Fine-tune an EfficientNet. Images go in one sub-directory per class; without "
                     "--data the model is fine-tuned on scikit-learn's digits (offline).")
-    p.add_argument("--model", default="EfficientNetLite0", help="variant name (list: keras-efficientnet "
-                   "list, or keras_efficientnet.list_models())")
-    p.add_argument("--data", default=None, help="directory with one sub-directory of images per class")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--model", default="EfficientNetLite0", help="variant name (see: keras-efficientnet "
+                   "list)")
+    p.add_argument("--data", default=None, help="directory with one sub-directory of images per class "
+                   "(default: scikit-learn's digits, offline)")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the training images")
+    p.add_argument("--batch-size", type=int, default=32, help="images per training step")
     p.add_argument("--image-size", type=int, default=None,
                    help="training image size (default: 64 for digits, the variant's resolution else)")
     p.add_argument("--weights", default="imagenet",
@@ -51,26 +53,36 @@ def add_parser(subparsers):
                    help="replace the outputs of an earlier run in --out (default: refuse)")
     p.add_argument("--learning-rate", "--lr", type=float, default=1e-3, dest="learning_rate",
                    help="peak learning rate (Adam, warm-up then cosine decay)")
-    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="epochs of linear learning-rate warm-up before the cosine decay")
     p.add_argument("--trainable", choices=("all", "head"), default="all",
                    help="'all': fine-tune every layer (BatchNorm frozen); 'head': train only the classifier")
     p.add_argument("--unfreeze-blocks", type=int, default=None,
-                   help="train the classifier, top_conv and the last N blocks only (BatchNorm frozen)")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+                   help="train the classifier, top_conv and the last N blocks only (BatchNorm "
+                        "frozen; default: all blocks)")
+    p.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="label smoothing of the cross-entropy (0 for none)")
     p.add_argument("--dropout", type=float, default=None, help="classifier dropout (default: the variant's)")
-    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--validation-split", type=float, default=0.2,
+                   help="fraction of the images held out for validation")
     p.add_argument("--mixed-precision", choices=("bfloat16", "float16"), default=None,
-                   help="train under keras' mixed_bfloat16 / mixed_float16 policy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="limit steps (quick checks)")
+                   help="train under keras' mixed_bfloat16 / mixed_float16 policy (default: "
+                        "float32)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed (split, shuffling, initialisation, augmentation)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="limit steps per epoch (quick checks; default: all images)")
     p.add_argument("--teacher", default=None, metavar="MODEL_OR_PATH",
                    help="distil from this trained teacher: a .keras file, or a variant name with "
-                        "--teacher-weights")
+                        "--teacher-weights (default: no distillation)")
     p.add_argument("--teacher-weights", default=None,
-                   help="weights file of a variant-name --teacher (same classes and image size)")
+                   help="weights file of a variant-name --teacher (same classes and image size; "
+                        "default: none)")
     p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     p.add_argument("--alpha", type=float, default=0.1,
                    help="weight of the hard-label loss in distillation (0..1)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random flips, shifts and zooms of --data training images (Keras core "
+                        "layers; --no-augment to switch off; never applied to the digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     dist = p.add_argument_group(
         "multi-process training (JAX; see docs/distributed.md)",
@@ -102,6 +114,7 @@ def run(args) -> int:
                     teacher=args.teacher, teacher_weights=args.teacher_weights,
                     temperature=args.temperature, alpha=args.alpha,
                     verbose=0 if args.quiet else 1, overwrite=args.overwrite,
+                    augment=args.augment,
                     num_processes=args.num_processes, coordinator=args.coordinator,
                     process_id=args.process_id, checkpoint_every=args.checkpoint_every,
                     connect_timeout=args.connect_timeout)
@@ -110,7 +123,9 @@ def run(args) -> int:
     if multiprocess.wants_launcher(args.num_processes, args.coordinator, args.process_id):
         return launch_train(kwargs)
     summary = train(**kwargs)
-    print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} epochs "
+    epochs = summary['epochs']
+    print(f"validation accuracy {summary['val_accuracy']:.4f} after {epochs} "
+          f"epoch{'s' if epochs != 1 else ''} "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
     return 0
 
@@ -166,8 +181,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
           weights="imagenet", out=None, learning_rate=1e-3, warmup_epochs=0.0, trainable="all",
           unfreeze_blocks=None, label_smoothing=0.1, dropout=None, validation_split=0.2,
           mixed_precision=None, seed=0, steps_per_epoch=None, teacher=None, teacher_weights=None,
-          temperature=4.0, alpha=0.1, verbose=1, overwrite=False, num_processes=None,
-          coordinator=None, process_id=None, checkpoint_every=None,
+          temperature=4.0, alpha=0.1, verbose=1, overwrite=False, augment=True,
+          num_processes=None, coordinator=None, process_id=None, checkpoint_every=None,
           connect_timeout=120.0) -> dict:
     """Fine-tune a variant and write the model, CSV log, curves and summary to ``out``.
 
@@ -205,7 +220,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
     from ..specs import get_spec
     from ..training import data as data_lib
     from ..training.finetune import freeze_backbone, reset_classifier, unfreeze_top
-    from ..training.recipe import SparseCategoricalCrossentropyWithSmoothing, WarmupCosineDecay
+    from ..training.losses import SparseCategoricalCrossentropyWithSmoothing
+    from ..training.schedules import warmup_cosine_decay
 
     spec = get_spec(model)
     _check_args(epochs, batch_size, image_size, learning_rate, validation_split)
@@ -233,12 +249,17 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         size = image_size or 64
         (x, y), (xv, yv), class_names = data_lib.digits(size, validation_split, seed)
         train_data, val_data = (x, y), (xv, yv)
-        n_train = len(y)
+        n_train, n_val = len(y), len(yv)
     else:
         size = image_size or spec.resolution
         train_ds, val_ds, class_names = data_lib.image_folder(data, size, batch_size,
                                                               validation_split, seed)
-        n_train = int(train_ds.cardinality()) * batch_size
+        # the true counts: Keras' datasets list their files (not batches x batch size)
+        n_train, n_val = len(train_ds.file_paths), len(val_ds.file_paths)
+        if augment:
+            from ..training.augment import folder_augmentation
+            aug = folder_augmentation(seed=seed)
+            train_ds = train_ds.map(lambda x, y: (aug(x, training=True), y))
         train_data, val_data = train_ds, val_ds
     steps = steps_per_epoch or max(1, -(-n_train // batch_size))
     if cluster is not None:
@@ -267,8 +288,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             unfreeze_top(net, n_blocks=unfreeze_blocks)
         else:
             unfreeze_top(net)  # everything trainable, BatchNorm frozen
-        schedule = WarmupCosineDecay(learning_rate, steps * epochs,
-                                     min(steps * epochs, int(round(warmup_epochs * steps))))
+        schedule = warmup_cosine_decay(learning_rate, steps * epochs,
+                                       min(steps * epochs, int(round(warmup_epochs * steps))))
         if teacher is not None:
             from ..training.distill import Distiller, logits_model
             teacher_net = load_teacher(teacher, teacher_weights, size, len(class_names))
@@ -330,7 +351,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             "backend": keras.backend.backend(), "image_size": size, "epochs": epochs,
             "batch_size": batch_size, "learning_rate": learning_rate, "trainable": trainable,
             "unfreeze_blocks": unfreeze_blocks, "mixed_precision": mixed_precision,
-            "classes": class_names, "train_images": n_train,
+            "classes": class_names, "train_images": n_train, "validation_images": n_val,
+            "augment": bool(augment and data is not None),
             "teacher": None if teacher is None else str(teacher),
             **({"temperature": temperature, "alpha": alpha} if teacher is not None else {}),
             "val_accuracy": hist.get("val_accuracy", [float("nan")])[-1],
@@ -436,6 +458,7 @@ def plot_history(history: dict, path: str, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key in zip(axes, ("loss", "accuracy")):
@@ -444,6 +467,7 @@ def plot_history(history: dict, path: str, title: str = "") -> None:
                 vals = history[prefix + key]
                 ax.plot(range(1, len(vals) + 1), vals, style, label=(prefix or "train_") + key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 0.5 epochs
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -518,8 +542,10 @@ def worker_main() -> int:
         print(f"keras-efficientnet train: error: {_one_line(err)}", file=sys.stderr, flush=True)
         return 2
     if summary.get("process_id", 0) == 0:
-        print(f"validation accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} "
-              f"epochs ({summary['wall_time_s']:.0f} s); wrote {summary['out']}", flush=True)
+        epochs = summary["epochs"]
+        print(f"validation accuracy {summary['val_accuracy']:.4f} after {epochs} "
+              f"epoch{'s' if epochs != 1 else ''} ({summary['wall_time_s']:.0f} s); "
+              f"wrote {summary['out']}", flush=True)
     return 0
 
 
