@@ -256,7 +256,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
                                                               validation_split, seed)
         # the true counts: Keras' datasets list their files (not batches x batch size)
         n_train, n_val = len(train_ds.file_paths), len(val_ds.file_paths)
-        if augment:
+        listed_train, listed_val = train_ds, val_ds  # with their file lists (before mapping)
+        if augment and cluster is None:
             from ..training.augment import folder_augmentation
             aug = folder_augmentation(seed=seed)
             train_ds = train_ds.map(lambda x, y: (aug(x, training=True), y))
@@ -268,8 +269,8 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             n_train = len(y)
             load, val_load, n_val = mp.array_loader(x, y), mp.array_loader(xv, yv), len(yv)
         else:
-            load, n_train = mp.folder_loader(train_ds, data, class_names, size)
-            val_load, n_val = mp.folder_loader(val_ds, data, class_names, size)
+            load, n_train = mp.folder_loader(listed_train, data, class_names, size)
+            val_load, n_val = mp.folder_loader(listed_val, data, class_names, size)
             steps = min(steps_per_epoch or n_train, -(-n_train // batch_size))
 
     previous_policy = keras.config.dtype_policy()
@@ -352,7 +353,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             "batch_size": batch_size, "learning_rate": learning_rate, "trainable": trainable,
             "unfreeze_blocks": unfreeze_blocks, "mixed_precision": mixed_precision,
             "classes": class_names, "train_images": n_train, "validation_images": n_val,
-            "augment": bool(augment and data is not None),
+            "augment": bool(augment and data is not None and cluster is None),
             "teacher": None if teacher is None else str(teacher),
             **({"temperature": temperature, "alpha": alpha} if teacher is not None else {}),
             "val_accuracy": hist.get("val_accuracy", [float("nan")])[-1],
