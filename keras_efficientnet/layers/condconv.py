@@ -1,16 +1,9 @@
-"""CondConv (Yang et al., 2019): convolutions whose kernel is a per-example mix of experts.
+"""CondConvMBConv, the MBConv block of EfficientNet-CondConv (Yang et al., 2019).
 
-A CondConv layer holds ``N`` expert kernels. For each example a routing vector ``r`` (``N``
-weights) mixes them into one kernel, ``W = sum_n r_n W_n``, which convolves that example.
-Because a convolution is linear in its kernel, ``conv(x, sum_n r_n W_n)`` equals
-``sum_n r_n conv(x, W_n)``: :class:`CondConv2D` runs one convolution with all experts stacked
-along the output channels and mixes the ``N`` results with ``r``. That needs no per-example
-loop, works the same on every backend, and costs ``N`` convolutions (CondConv is used on the
-low-resolution stages, where that is cheap).
-
-:class:`CondConvMBConv` is the MBConv block of EfficientNet-CondConv: routing weights
-``sigmoid(dense(global_average_pool(block_input)))`` shared by its expansion, depthwise and
-projection convolutions.
+Its convolutions are :class:`~keras_efficientnet.layers.CondConv2D` layers
+(:mod:`keras_efficientnet.layers.cond_conv2d`: per-example mixes of expert kernels).
+The routing weights, ``sigmoid(dense(global_average_pool(block_input)))``, are shared by the
+block's expansion, depthwise and projection convolutions.
 """
 
 from __future__ import annotations
