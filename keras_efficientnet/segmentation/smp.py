@@ -94,8 +94,8 @@ def _layer_param(layer, param: str, value):
         return {"weight": "gamma", "bias": "beta"}[param], value
     if param == "bias":
         return "bias", value
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        return "kernel", np.transpose(value, (2, 3, 1, 0))
+    # Conv2d (out, in, kh, kw) and ConvTranspose2d (in, out, kh, kw) both take this permutation
+    # to Keras' (kh, kw, in, out) and Conv2DTranspose's (kh, kw, out, in)
     return "kernel", np.transpose(value, (2, 3, 1, 0))
 
 
@@ -112,12 +112,9 @@ def _encoder_arrays(encoder_state, plan, source):
         state = dict(encoder_state)
         if plan.smp_kind == "timm_universal":
             state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
-        # features_only encoders (tu-*) drop the head convolution the timm converter expects
-        for src, _, _, shape in timm_convert.expected_tensors(spec, None):
-            if src.startswith(("conv_head.", "bn2.")) and src not in state:
-                state[src] = np.ones(shape, "float32")
-                consumed[src] = "absent in the file (features_only encoder); not used"
-        converted = timm_convert.convert_state_dict(state, spec, source=source)
+        # features_only encoders (tu-*) have no head convolution
+        head = any(k.startswith("conv_head.") for k in state)
+        converted = timm_convert.convert_state_dict(state, spec, source=source, head=head)
     else:
         raise ValueError(f"{source}: encoder {plan.variant!r} is not an smp encoder; build the "
                          "model with backbone_name set to the smp encoder name it was trained with "

@@ -124,26 +124,14 @@ def convert_state_dict(state: dict, config, source: str = "<state dict>") -> Con
     if unknown:
         raise ValueError(f"{source}: tensors with no place in an EfficientDet: {show_names(unknown)}. "
                          "Is it an effdet EfficientDet state dict?")
-    spec = get_spec(config.backbone)
-    entries = [e for e in _timm.expected_tensors(spec, None)
-               if not e[0].startswith(("conv_head.", "bn2."))]
-    expected = {e[0]: e for e in entries}
-    missing = sorted(set(expected) - set(backbone))
-    extra = sorted(set(backbone) - set(expected))
-    wrong = [f"{n} {tuple(backbone[n].shape)} (expected {expected[n][3]})" for n in expected
-             if n in backbone and tuple(backbone[n].shape) != tuple(expected[n][3])]
-    if missing or extra or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"shapes differ: {show_names(wrong)}")
-        if missing:
-            parts.append(f"missing: {show_names(missing)}")
-        if extra:
-            parts.append(f"unexpected: {show_names(extra)}")
+    try:  # the backbone is a timm features_only network: the timm table, strictly
+        converted = _timm.convert_state_dict(backbone, get_spec(config.backbone),
+                                             source="backbone", head=False)
+    except ValueError as err:
         raise ValueError(f"{source}: the backbone is not {config.backbone} (as {config.name} "
-                         f"needs): " + "; ".join(parts) + ".")
-    for src, dst, layout, _ in entries:
-        arrays[dst] = _timm._to_keras(np.asarray(backbone[src]), layout)
+                         f"needs): {err}") from None
+    arrays.update(converted.arrays)
+    consumed.update(converted.consumed)
     return Converted(arrays, consumed, source=source, format="effdet", head_names=())
 
 

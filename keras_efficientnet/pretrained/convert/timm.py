@@ -156,9 +156,11 @@ def _block_entries(block, src, dw="dwconv"):
     return entries
 
 
-def expected_tensors(spec, classes: int | None = 1000) -> list[tuple]:
+def expected_tensors(spec, classes: int | None = 1000, head: bool = True) -> list[tuple]:
     """Every tensor a timm state dict of ``spec`` holds: ``(timm name, our flat name, layout,
-    timm shape)``, with the classifier when ``classes`` is given.
+    timm shape)``, with the classifier when ``classes`` is given. ``head=False`` leaves out the
+    head convolution (``conv_head``, ``bn2``) and the classifier: the tensors of a
+    ``features_only`` backbone (smp's ``tu-*`` encoders, effdet's backbones).
 
     Example:
         >>> from keras_efficientnet.specs import get_spec
@@ -178,6 +180,8 @@ def expected_tensors(spec, classes: int | None = 1000) -> list[tuple]:
         j = stage_index.get(block.stage, 0)
         stage_index[block.stage] = j + 1
         entries += _block_entries(block, f"blocks.{block.stage}.{j}", dw=dwconv_name(spec))
+    if not head:
+        return entries
     last = resolved.blocks[-1].out_channels
     entries += _conv("conv_head", "top_conv", resolved.head_channels, last, 1)
     entries += _bn("bn2", "top_bn", resolved.head_channels)
@@ -215,8 +219,10 @@ def _classes(state) -> int | None:
 _show = show_names
 
 
-def convert_state_dict(state: dict, spec, source: str = "<state dict>") -> Converted:
-    """Convert a timm state dict (``{name: array}``) for a model of ``spec``, strictly.
+def convert_state_dict(state: dict, spec, source: str = "<state dict>", head: bool = True) -> Converted:
+    """Convert a timm state dict (``{name: array}``) for a model of ``spec``, strictly;
+    ``head=False`` for a ``features_only`` backbone without ``conv_head``/``bn2``/classifier
+    (see :func:`expected_tensors`).
 
     Raises:
         ValueError: listing tensors the spec does not expect, expected tensors that are
@@ -231,8 +237,7 @@ def convert_state_dict(state: dict, spec, source: str = "<state dict>") -> Conve
         >>> conv.arrays["block2a_dwconv/kernel"].shape
         (3, 3, 96, 1)
     """
-    classes = _classes(state)
-    entries = expected_tensors(spec, classes)
+    entries = expected_tensors(spec, _classes(state) if head else None, head=head)
     consumed = {k: "BatchNorm update counter (training bookkeeping)"
                 for k in state if k.endswith(".num_batches_tracked")}
     expected = {e[0] for e in entries}
