@@ -26,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..pretrained.convert.base import Converted, show_names
+from ..pretrained.convert.torch_state import BN_VARIABLES as _BN
 
 FORMAT = "smp"
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
 
 
 def architecture_of(state) -> str:

@@ -28,11 +28,9 @@ import re
 import numpy as np
 
 from .base import Converted, show_names
-from .torch_state import read_state_dict
+from .torch_state import BN_VARIABLES as BN, read_state_dict
 from . import timm as _timm
 
-BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-      "running_var": "moving_variance"}
 CONV = {"weight": "kernel", "bias": "bias"}
 SEP = {("conv_dw", "weight"): "depthwise_kernel", ("conv_pw", "weight"): "pointwise_kernel",
        ("conv_pw", "bias"): "bias"}

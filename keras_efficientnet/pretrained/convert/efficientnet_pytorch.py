@@ -35,7 +35,7 @@ import zipfile
 import numpy as np
 
 from .base import Converted, register_format, show_names
-from .torch_state import read_state_dict
+from .torch_state import BN_VARIABLES as _BN, read_state_dict
 
 FORMAT = "efficientnet_pytorch"
 #: bytes that identify the format inside the pickled key list.
@@ -44,8 +44,6 @@ MARKER = b"_conv_stem.weight"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _SNIFF_BYTES = 4 << 20
 
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
 _CONSUMED_SUFFIX = "num_batches_tracked"
 
 #: variants :func:`infer` considers, in order (names not registered are skipped).

@@ -37,11 +37,9 @@ import os
 import numpy as np
 
 from .base import Converted, register_format, show_names
-from .torch_state import SAFETENSORS_SUFFIXES, read_state_dict
+from .torch_state import BN_VARIABLES as BN_PARTS, SAFETENSORS_SUFFIXES, read_state_dict
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-BN_PARTS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-            "running_var": "moving_variance"}
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
 
 

@@ -33,6 +33,10 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 #: the EMA weights first).
 WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 PREFIX = "module."
+#: torch BatchNorm parameter and buffer names -> Keras BatchNormalization variable names, for
+#: every converter of a PyTorch source.
+BN_VARIABLES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                "running_var": "moving_variance"}
 
 _CACHE: dict = {}
 

@@ -33,15 +33,13 @@ from ...specs import VARIANTS, get_spec, resolve
 from ...specs.naming import dwconv_name
 from .base import Converted, register_format, show_names
 from .shapes import expected_shapes
-from .torch_state import read_state_dict
+from .torch_state import BN_VARIABLES as BN, read_state_dict
 
 FORMAT = "torchvision"
 #: torch -> Keras layout permutations.
 CONV = (2, 3, 1, 0)        # (out, in, kh, kw) -> (kh, kw, in, out)
 DEPTHWISE = (2, 3, 0, 1)   # (C, 1, kh, kw) -> (kh, kw, C, 1)
 LINEAR = (1, 0)            # (out, in) -> (in, out)
-BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-      "running_var": "moving_variance"}
 #: spec fields that change what a torchvision network computes from the same tensors.
 CONVENTIONS = ("padding", "bn_epsilon", "activation", "se_gate")
 BN_COUNTER = "num_batches_tracked"
