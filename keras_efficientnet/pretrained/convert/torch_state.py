@@ -23,7 +23,6 @@ Keras weights are float32), integer tensors (``num_batches_tracked``) as integer
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -131,15 +130,14 @@ def _read_safetensors(path: str) -> StateDict:
     return _finish(raw, path, meta.get("arch") or meta.get("architecture"))
 
 
-def _torch_load(path: str, mmap: bool = False):
+def _torch_load(path: str):
     try:
         import torch
     except ImportError:  # pragma: no cover - depends on the environment
         raise ValueError(f"Reading {path!r} (a PyTorch checkpoint) needs PyTorch: "
                          "pip install torch.") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True,
-                          mmap=mmap and zipfile.is_zipfile(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or unsafe files
         raise ValueError(
             f"Could not read {path!r} with torch.load(weights_only=True) (truncated or corrupt, or "
@@ -187,33 +185,3 @@ def read_state_dict(source) -> StateDict:
     _CACHE.clear()  # one file at a time: a B7 state dict is 260 MB
     _CACHE[key] = state
     return state
-
-
-def read_shapes(path) -> dict[str, tuple[int, ...]]:
-    """``{name: shape}`` of a checkpoint's tensors, read without loading their data where the
-    format allows (torch zip files are memory-mapped, safetensors headers read alone).
-
-    Example:
-        >>> import os, tempfile, torch
-        >>> from keras_efficientnet.pretrained.convert.torch_state import read_shapes
-        >>> path = os.path.join(tempfile.mkdtemp(), "w.pth")
-        >>> torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, path)
-        >>> read_shapes(path)
-        {'features.0.0.weight': (32, 3, 3, 3)}
-    """
-    path = os.fspath(path)
-    if path.lower().endswith(SAFETENSORS_SUFFIXES):
-        try:
-            from safetensors import safe_open
-            with safe_open(path, "np") as f:
-                names = list(f.keys())
-                shapes = {n: tuple(f.get_slice(n).get_shape()) for n in names}
-        except Exception as err:
-            raise ValueError(f"Could not read {path!r} as a safetensors file (truncated or "
-                             f"corrupt?): {type(err).__name__}: {err}") from None
-    else:
-        inner, _ = _unwrap(_torch_load(path, mmap=True), path)
-        shapes = {k: tuple(v.shape) for k, v in inner.items() if _is_tensor(v)}
-    if shapes and all(k.startswith(PREFIX) for k in shapes):
-        shapes = {k[len(PREFIX):]: v for k, v in shapes.items()}
-    return shapes
