@@ -147,6 +147,9 @@ def test_help_does_not_import_keras():
     out = subprocess.run([sys.executable, "-m", "keras_efficientnet.cli", "--help"], cwd=root,
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0 and "classify" in out.stdout and "list" in out.stdout
+    package = subprocess.run([sys.executable, "-m", "keras_efficientnet", "--help"], cwd=root,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    assert package.returncode == 0 and package.stdout == out.stdout, package.stderr[-500:]
     probe = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['keras-efficientnet']\n"
                             + code.replace("import sys; ", "")], cwd=root, capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": root})
