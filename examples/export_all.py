@@ -24,9 +24,10 @@ import keras
 import numpy as np
 
 import keras_efficientnet as ke
+from keras_efficientnet.export import EXTENSIONS
 
 JOBS = [("saved_model", None), ("tflite", None), ("tflite", "float16"),
-        ("tflite", "dynamic_int8"), ("tflite", "int8"), ("onnx", None)]
+        ("tflite", "dynamic_int8"), ("tflite", "int8"), ("onnx", None), ("openvino", None)]
 
 
 def sample_photos(size=224):
@@ -98,7 +99,7 @@ def main():
                 jobs = JOBS if not fused else [("tflite", None)]
                 for fmt, quantize in jobs:
                     path = os.path.join(work, f"{name}{'_fused' if fused else ''}_{quantize or 'f32'}"
-                                              + ("" if fmt == "saved_model" else f".{fmt}"))
+                                              + ("" if fmt == "saved_model" else EXTENSIONS[fmt]))
                     start = time.time()
                     result = ke.export(net, path, format=fmt, quantize=quantize,
                                        representative_data=calib if quantize == "int8" else None,

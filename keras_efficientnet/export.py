@@ -1,4 +1,5 @@
-"""Deployment: SavedModel, TFLite (LiteRT) and ONNX exports, each verified in its own runtime.
+"""Deployment: SavedModel, TFLite (LiteRT), ONNX and OpenVINO exports, each verified in its own
+runtime.
 
 Routes (which process produces which format):
 
@@ -8,6 +9,7 @@ format        tensorflow backend     jax backend            torch backend
 saved_model   native (Keras export)  native (jax2tf)        TensorFlow subprocess
 tflite        native (TF converter)  TensorFlow subprocess  TensorFlow subprocess
 onnx          native (tf2onnx)       TensorFlow subprocess  TensorFlow subprocess
+openvino      native (ov.convert)    TensorFlow subprocess  TensorFlow subprocess
 ============  =====================  =====================  ==========================
 
 "TensorFlow subprocess" means: the model is saved as a ``.keras`` file (architecture + weights),
@@ -17,7 +19,12 @@ Keras cannot write a SavedModel from torch (``torch.export`` rejects the dynamic
 LiteRT from torch needs the ``litert-torch`` package and from JAX is not offered at all,
 ONNX from JAX needs ``jax2onnx``, and Keras' ``torch.onnx`` route fails on these models
 ("Cannot insert a Tensor that requires grad as a constant"); the subprocess route needs none
-of these.
+of these. OpenVINO cannot convert JAX's exported function (``XlaCallModule`` has no conversion
+rule), and Keras' ``torch.jit.trace`` route fails on models holding models (the same "requires
+grad as a constant" error), hence the subprocess there; an OpenVINO artifact is the IR pair ``name.xml`` (the graph,
+the path you give) and ``name.bin`` (the weights) beside it. OpenVINO's TensorFlow frontend turns
+the ``IdentityN`` of every swish's custom gradient into an extra model output; only the Keras
+model's own outputs are kept.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import numpy as np
 
 logger = logging.getLogger("keras_efficientnet.export")
 
-FORMATS = ("saved_model", "tflite", "onnx")
+FORMATS = ("saved_model", "tflite", "onnx", "openvino")
 
 
 def __getattr__(name):  # ``fuse_batchnorm`` stays importable from here without importing Keras first
@@ -44,11 +51,13 @@ def __getattr__(name):  # ``fuse_batchnorm`` stays importable from here without 
         return fuse_batchnorm
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 #: quantizations each format supports (None = float32).
-QUANTIZATIONS = {"saved_model": (None,), "onnx": (None,),
+QUANTIZATIONS = {"saved_model": (None,), "onnx": (None,), "openvino": (None,),
                  "tflite": (None, "float16", "dynamic_int8", "int8")}
 #: formats Keras produces in-process on each backend.
-NATIVE_ROUTES = {"tensorflow": ("saved_model", "tflite", "onnx"), "jax": ("saved_model",),
-                 "torch": ()}
+NATIVE_ROUTES = {"tensorflow": ("saved_model", "tflite", "onnx", "openvino"),
+                 "jax": ("saved_model",), "torch": ()}
+#: the file name ending each file format's path must have.
+EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 __all__ = ["export", "ExportResult", "run_artifact", "load_images", "fuse_batchnorm", "FORMATS",
@@ -61,7 +70,7 @@ class ExportResult:
 
     Attributes:
         path: the artifact (a directory for ``saved_model``, a file otherwise).
-        format: ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
+        format: ``"saved_model"``, ``"tflite"``, ``"onnx"`` or ``"openvino"``.
         quantize: the quantization (None for float32).
         route: ``"native (<backend>)"`` or ``"tensorflow subprocess (from <backend>)"``.
         size_bytes: artifact size on disk.
@@ -179,10 +188,15 @@ def _to_layout(images, channels_last):
 # runtimes
 
 
-def _artifact_size(path) -> int:
+def _companions(path, format):
+    """The files an artifact at ``path`` consists of besides ``path`` itself."""
+    return [os.path.splitext(path)[0] + ".bin"] if format == "openvino" else []
+
+
+def _artifact_size(path, format=None) -> int:
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
+    return os.path.getsize(path) + sum(os.path.getsize(p) for p in _companions(path, format))
 
 
 def run_artifact(path, format, inputs) -> np.ndarray:
@@ -190,11 +204,13 @@ def run_artifact(path, format, inputs) -> np.ndarray:
 
     SavedModel: ``tf.saved_model.load`` (the ``serve`` endpoint); TFLite: the LiteRT interpreter
     (``ai_edge_litert`` if installed, else ``tf.lite.Interpreter``), resized to the batch;
-    ONNX: onnxruntime on CPU.
+    ONNX: onnxruntime on CPU; OpenVINO: the OpenVINO runtime on CPU (the ``.xml`` path), in
+    float32 (``INFERENCE_PRECISION_HINT="f32"``; OpenVINO's own default on CPUs with bfloat16
+    instructions is bfloat16, about 1e-2 from float32 on random-weight models).
 
     Args:
         path: the artifact.
-        format: ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
+        format: ``"saved_model"``, ``"tflite"``, ``"onnx"`` or ``"openvino"``.
         inputs: a float32 batch, in the model's input layout.
 
     Returns:
@@ -244,6 +260,13 @@ def run_artifact(path, format, inputs) -> np.ndarray:
 
         session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+    if format == "openvino":
+        import openvino as ov
+
+        # f32: on CPUs with AVX512-BF16 or AMX the plugin otherwise computes in bfloat16
+        compiled = ov.Core().compile_model(os.fspath(path), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.asarray(compiled(x)[compiled.outputs[0]])
     raise ValueError(f"Unknown format {format!r}; expected one of {FORMATS}.")
 
 
@@ -336,8 +359,34 @@ def _export_native(model, path, format, quantize, representative):
     elif format == "tflite":
         model.export(path, format="litert", verbose=False,
                      **_converter_kwargs(quantize, representative))
+    elif format == "openvino":
+        _export_openvino(model, path)
     if not os.path.exists(path):
         raise RuntimeError(f"Keras' {format} export wrote nothing at {path}.")
+
+
+def _export_openvino(model, path):
+    """Keras' OpenVINO export, keeping only the Keras model's own outputs."""
+    import warnings
+
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise ImportError("format='openvino' needs the openvino package: pip install openvino") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.export(path, format="openvino", verbose=False)
+    ir = ov.Core().read_model(path)
+    count = len(model.outputs)
+    if len(ir.outputs) > count:  # TensorFlow's swish IdentityN outputs (module docstring)
+        results = [ir.get_results()[i] for i in range(count)]
+        pruned = ov.Model(results, ir.get_parameters(), ir.get_friendly_name())
+        # OpenVINO maps the .bin it read: write beside it, then rename over it
+        stem = os.path.splitext(path)[0]
+        ov.save_model(pruned, stem + ".pruned.xml", compress_to_fp16=False)
+        del ir, pruned, results
+        os.replace(stem + ".pruned.bin", stem + ".bin")
+        os.replace(stem + ".pruned.xml", path)
 
 
 _WORKER = "from keras_efficientnet.export import _worker_main; _worker_main()"
@@ -442,7 +491,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     ``overwrite=True``; it is then replaced only once the new artifact is complete (renamed
     aside, the new one renamed in, the old one deleted last). After the
     export, the artifact is loaded in its own runtime (``tf.saved_model.load``, the LiteRT
-    interpreter, onnxruntime) and run on the same inputs as the Keras model; the measured
+    interpreter, onnxruntime, OpenVINO) and run on the same inputs as the Keras model; the measured
     agreement is returned and logged.
 
     Which backend produces which format natively, and which go through a TensorFlow
@@ -451,8 +500,10 @@ def export(model, path, format="saved_model", quantize=None, representative_data
 
     Args:
         model: a Keras image model (e.g. an EfficientNet, or ``fuse_batchnorm(model)``).
-        path: output path: a directory for ``"saved_model"``, a ``.tflite`` / ``.onnx`` file.
-        format: ``"saved_model"`` (dynamic batch dimension), ``"tflite"`` or ``"onnx"``.
+        path: output path: a directory for ``"saved_model"``, a ``.tflite`` / ``.onnx`` file,
+            the ``.xml`` file of an OpenVINO IR (its ``.bin`` is written beside it).
+        format: ``"saved_model"`` (dynamic batch dimension), ``"tflite"``, ``"onnx"`` or
+            ``"openvino"``.
         quantize: TFLite only: None (float32), ``"float16"`` (float16 weights),
             ``"dynamic_int8"`` (int8 weights, float activations) or ``"int8"`` (full integer,
             calibrated on ``representative_data``; float input and output).
@@ -492,13 +543,16 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a file or folder path, got {path!r}.")
     path = os.fspath(path)
-    if format != "saved_model" and not path.endswith(f".{format}"):
-        raise ValueError(f"A {format} artifact's path must end with '.{format}', got {path!r}.")
+    if format != "saved_model" and not path.endswith(EXTENSIONS[format]):
+        raise ValueError(f"A {format} artifact's path must end with '{EXTENSIONS[format]}', "
+                         f"got {path!r}.")
     max_verify = check_int("max_verify", max_verify, minimum=1)
     if format != "saved_model" and os.path.isdir(path):
         raise IsADirectoryError(f"export target {path!r} is a folder, but a {format} artifact is "
                                 "a file; choose a file path.")
     target = prepare_output(path, overwrite=overwrite, what="export")
+    companions = [prepare_output(p, overwrite=overwrite, what="export")
+                  for p in _companions(target, format)]
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' calibrates on representative_data: pass an array of "
                          "0-255 images or a folder of typical input images.")
@@ -531,7 +585,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
                            format, backend)
             _export_subprocess(model, tmp_artifact, format, quantize, representative, work)
         result = ExportResult(path=path, format=format, quantize=quantize, route=route,
-                              size_bytes=_artifact_size(tmp_artifact))
+                              size_bytes=_artifact_size(tmp_artifact, format))
         if verify:
             expected = _keras_outputs(model, check)
             got = run_artifact(tmp_artifact, format, check)
@@ -544,6 +598,8 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             result.num_samples = len(check)
             if expected.ndim == 2 and expected.shape[-1] > 1:
                 result.top1_agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+        for tmp_part, part in zip(_companions(tmp_artifact, format), companions):
+            _place(tmp_part, part, overwrite=overwrite)  # the weights before the graph
         _place(tmp_artifact, target, overwrite=overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)

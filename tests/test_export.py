@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import keras_efficientnet as ke
-from keras_efficientnet.export import NATIVE_ROUTES, _keras_outputs as _out, export, run_artifact
+from keras_efficientnet.export import EXTENSIONS, NATIVE_ROUTES, _keras_outputs as _out, export, run_artifact
 from conftest import BACKEND, quick_on, randomize_weights
 
 SIZE = 64
@@ -95,9 +95,10 @@ def test_fused_model_saves_and_exports_config(nets, tmp_path, images):
 # JAX) once, for ONNX on PyTorch. The full suite runs every format on every backend.
 @pytest.mark.parametrize("fmt", [pytest.param("saved_model", marks=quick_on("tensorflow", "jax")),
                                  pytest.param("tflite", marks=quick_on("tensorflow")),
-                                 pytest.param("onnx", marks=quick_on("tensorflow", "torch"))])
+                                 pytest.param("onnx", marks=quick_on("tensorflow", "torch")),
+                                 pytest.param("openvino", marks=quick_on("tensorflow"))])
 def test_float32_export_matches_each_network(side_by_side, nets, images, tmp_path, fmt):
-    path = str(tmp_path / ("model" if fmt == "saved_model" else f"model.{fmt}"))
+    path = str(tmp_path / ("model" if fmt == "saved_model" else f"model{EXTENSIONS[fmt]}"))
     result = export(side_by_side, path, format=fmt, verify_data=images)
     native = fmt in NATIVE_ROUTES[BACKEND]
     assert result.route.startswith("native" if native else "tensorflow subprocess"), result.route
@@ -109,8 +110,13 @@ def test_float32_export_matches_each_network(side_by_side, nets, images, tmp_pat
         part = got[:, i * CLASSES:(i + 1) * CLASSES]
         assert np.abs(expected).max() > 0.1
         assert np.abs(part - expected).max() < ATOL, (name, fmt, np.abs(part - expected).max())
-    if fmt == "saved_model":  # dynamic batch dimension
+    if fmt in ("saved_model", "openvino"):  # dynamic batch dimension
         assert run_artifact(path, fmt, np.concatenate([images, images])).shape == (6, 3 * CLASSES)
+    if fmt == "openvino":  # the graph and its weights, and only the model's own output
+        import openvino as ov
+
+        assert os.path.getsize(str(tmp_path / "model.bin")) > 1e6
+        assert len(ov.Core().read_model(path).outputs) == 1
     left = [f for f in os.listdir(tmp_path) if f.startswith(".export")]
     assert not left, left
 
@@ -142,6 +148,18 @@ def test_bad_arguments(nets, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         export(nets["EfficientNetLite0"], str(path), **kwargs)
     assert os.listdir(tmp_path) == []
+
+
+def test_openvino_weights_file_is_not_overwritten(nets, tmp_path):
+    """An OpenVINO IR is two files: a user's ``model.bin`` beside a new ``model.xml`` is
+    refused like the ``.xml`` itself, before any work, and kept byte for byte."""
+    (tmp_path / "model.bin").write_bytes(b"someone else's weights")
+    with pytest.raises(FileExistsError, match="model.bin"):
+        export(nets["EfficientNetLite0"], str(tmp_path / "model.xml"), format="openvino")
+    assert os.listdir(tmp_path) == ["model.bin"]
+    assert (tmp_path / "model.bin").read_bytes() == b"someone else's weights"
+    with pytest.raises(ValueError, match="must end with '.xml'"):
+        export(nets["EfficientNetLite0"], str(tmp_path / "model.ir"), format="openvino")
 
 
 def test_empty_representative_folder(nets, tmp_path):

@@ -50,7 +50,8 @@ def add_parser(subparsers):
                         help="input height and width (default: the variant's resolution)")
     parser.add_argument("--fuse-batchnorm", action="store_true",
                         help="fold BatchNorm into the convolutions before exporting")
-    parser.add_argument("--output", required=True, help="artifact path (.tflite / .onnx / a directory)")
+    parser.add_argument("--output", required=True, help="artifact path: a directory (saved_model), .tflite, .onnx, or "
+                             "the .xml of an OpenVINO IR (its .bin goes beside it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --output (default: refuse; the old artifact is "
                              "removed only once the new one is complete)")
