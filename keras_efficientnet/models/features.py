@@ -50,6 +50,37 @@ class FeatureInfo:
     block: str = ""
 
 
+class FeatureInfoList(list):
+    """A list of :class:`FeatureInfo` with timm's ``feature_info`` accessors, as carried by
+    ``create_model(..., features_only=True).feature_info``.
+
+    Example:
+        >>> from keras_efficientnet.models.features import FeatureInfoList, feature_info
+        >>> info = FeatureInfoList(feature_info("EfficientNetB0"))
+        >>> info.channels(), info.reduction()
+        ([16, 24, 40, 112, 320], [2, 4, 8, 16, 32])
+    """
+
+    def channels(self, idx=None):
+        """Channels of every level (or of level ``idx``)."""
+        return self._get("channels", idx)
+
+    def reduction(self, idx=None):
+        """Reduction (stride) of every level (or of level ``idx``)."""
+        return self._get("reduction", idx)
+
+    def module_name(self, idx=None):
+        """Name of the flat graph's layer of every level (or of level ``idx``)."""
+        return self._get("layer", idx)
+
+    def _get(self, field, idx):
+        if idx is None:
+            return [getattr(f, field) for f in self]
+        if isinstance(idx, (list, tuple)):
+            return [getattr(self[i], field) for i in idx]
+        return getattr(self[idx], field)
+
+
 def feature_info(spec_or_name, drop_connect_rate: float | None = None) -> list[FeatureInfo]:
     """The pyramid levels of a network, finest first.
 

