@@ -151,3 +151,88 @@ def test_losses_and_metrics_round_trip_in_keras_file(tmp_path):
         cfg = keras.saving.serialize_keras_object(cls("binary", smooth=1.0))
         back = keras.saving.deserialize_keras_object(cfg)
         assert type(back) is cls and back.mode == "binary" and back.smooth == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# image/mask folders
+# --------------------------------------------------------------------------------------------
+
+def write_pair(root, stem, size=(64, 96), mask_size=None, top_id=2, image_ext=".jpg"):
+    from PIL import Image
+    h, w = size
+    rng = np.random.default_rng(len(stem))
+    for d in ("images", "masks"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype="uint8")).save(
+        os.path.join(root, "images", stem + image_ext))
+    mh, mw = mask_size or size
+    mask = np.zeros((mh, mw), "uint8")
+    mask[: mh // 2, : mw // 2] = top_id
+    mask[mh // 2:, mw // 2:] = 1
+    Image.fromarray(mask).save(os.path.join(root, "masks", stem + ".png"))
+    return mask
+
+
+def test_mask_folder_reads_pairs(tmp_path):
+    from keras_efficientnet.segmentation.data import load_mask_folder
+    root = str(tmp_path)
+    m_a = write_pair(root, "a")
+    m_b = write_pair(root, "b", image_ext=".png")
+    x, y, classes = load_mask_folder(root)
+    assert x.shape == (2, 64, 96, 3) and x.dtype == np.uint8 and classes == 3
+    np.testing.assert_array_equal(y, np.stack([m_a, m_b]))
+    assert load_mask_folder(root, classes=5)[2] == 5
+
+
+@pytest.mark.parametrize("problem,message", [
+    ("no_mask", r"without a mask.*images/c\.jpg"),
+    ("mask_size", r"Mask masks/c\.png is 96x32.*image images/c\.jpg is 96x64"),
+    ("class_id", r"Mask masks/c\.png has class id 7, but there are 3 classes"),
+    ("not_32", r"Image images/c\.jpg is 80x64.*not divisible by 32.*96x64"),
+    ("other_size", r"Image images/c\.jpg is 64x64 but the first image is 96x64"),
+    ("no_folders", r"needs an images/ and a masks/ folder"),
+    ("rgb_mask", r"masks/c\.png.*RGB image.*class ids"),
+])
+def test_mask_folder_errors_name_the_file(tmp_path, problem, message):
+    from PIL import Image
+    from keras_efficientnet.segmentation.data import load_mask_folder
+    root = str(tmp_path)
+    if problem == "no_folders":
+        with pytest.raises(ValueError, match=message):
+            load_mask_folder(root)
+        return
+    write_pair(root, "a")
+    kwargs = {"no_mask": {}, "mask_size": {"mask_size": (32, 96)}, "class_id": {"top_id": 7},
+              "not_32": {"size": (64, 80)}, "other_size": {"size": (64, 64)},
+              "rgb_mask": {}}[problem]
+    write_pair(root, "c", **kwargs)
+    if problem == "no_mask":
+        os.remove(os.path.join(root, "masks", "c.png"))
+    if problem == "rgb_mask":
+        Image.fromarray(np.zeros((64, 96, 3), "uint8")).save(os.path.join(root, "masks", "c.png"))
+    with pytest.raises(ValueError, match=message):
+        load_mask_folder(root, classes=3 if problem == "class_id" else None)
+
+
+def test_batches_move_image_and_mask_together():
+    from keras_efficientnet.preprocessing import normalize
+    from keras_efficientnet.segmentation.data import SegmentationBatches
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 3, (6, 64, 64)).astype("uint8")
+    # the image's red channel encodes the mask, so any misaligned flip or crop shows
+    images = np.repeat(masks[..., None] * 50.0, 3, axis=-1)
+    batches = SegmentationBatches(images, masks, 4, augment=True, crop_size=32, seed=1)
+    seen_flip = False
+    for epoch in range(3):
+        for i in range(len(batches)):
+            x, y = batches[i]
+            assert x.shape[1:] == (32, 32, 3) and y.dtype == np.int32
+            back = normalize(np.repeat(y[..., None] * 50.0, 3, axis=-1))
+            np.testing.assert_allclose(x, back, atol=1e-5)
+            seen_flip = seen_flip or not any(
+                (y[j] == m[r:r + 32, c:c + 32]).all() for j in range(len(y)) for m in masks
+                for r in range(33) for c in range(33))
+        batches.on_epoch_end()
+    assert seen_flip
+    with pytest.raises(ValueError, match="multiple of 32"):
+        SegmentationBatches(images, masks, crop_size=48)
