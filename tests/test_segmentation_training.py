@@ -236,3 +236,18 @@ def test_batches_move_image_and_mask_together():
     assert seen_flip
     with pytest.raises(ValueError, match="multiple of 32"):
         SegmentationBatches(images, masks, crop_size=48)
+
+
+def test_embedded_set_is_deterministic_and_has_every_class():
+    from keras_efficientnet.segmentation.datasets import CLASS_NAMES, pasted_objects
+    x, y, names = pasted_objects(8, 64, seed=3)
+    x2, y2, _ = pasted_objects(8, 64, seed=3)
+    x3, _, _ = pasted_objects(8, 64, seed=4)
+    assert names == CLASS_NAMES and x.dtype == np.uint8 and y.max() == 2
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(x, x3)
+    fractions = [(y == c).mean() for c in range(3)]
+    assert all(0.02 < f < 0.95 for f in fractions), fractions
+    with pytest.raises(ValueError, match="multiple of 32"):
+        pasted_objects(2, 48)
