@@ -11,6 +11,8 @@ Example:
     >>> model = ke.EfficientNetB0(weights=None, include_top=False, pooling="avg", input_shape=(64, 64, 3))
     >>> model.output_shape
     (None, 1280)
+    >>> ke.segmentation.Unet("EfficientNetB0", input_shape=(64, 64, 3), classes=2).output_shape
+    (None, 64, 64, 2)
 """
 
 import os as _os
@@ -36,7 +38,7 @@ def _load():
 
 def _import_api():
     global _LOADED
-    from . import layers, specs
+    from . import detection, layers, segmentation, specs
     from .models.constructors import CONSTRUCTORS, EfficientNet, create_model, list_models
     from .models.factory import build_efficientnet
     from .models.features import create_feature_extractor, feature_info
@@ -57,7 +59,7 @@ def _import_api():
         [*CONSTRUCTORS, "EfficientNet", "create_model", "list_models", "build_efficientnet",
          "save_weights", "from_checkpoint", "inspect_checkpoint", "list_weights",
          "decode_predictions", "imagenet_class_index", "preprocess_input", "ModelSpec",
-         "get_spec", "layers", "specs", "export", "fuse_batchnorm", "create_feature_extractor",
+         "get_spec", "layers", "specs", "segmentation", "detection", "export", "fuse_batchnorm", "create_feature_extractor",
          "feature_info"])
     _LOADED = True
 
