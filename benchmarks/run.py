@@ -27,6 +27,7 @@ Writes ``benchmarks/results/latest.{md,json,png}`` (``--out`` to change).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -168,6 +169,8 @@ def worker(args):
                 import timm
                 import torch
                 timm_model = timm.create_model(TIMM_NAMES[variant], pretrained=False)
+                # timm's faster CPU layout for inference, timed beside its default NCHW
+                timm_cl = copy.deepcopy(timm_model).eval().to(memory_format=torch.channels_last)
             except Exception as err:
                 _log(f"[torch] timm unavailable: {err!r}")
 
@@ -184,12 +187,20 @@ def worker(args):
                     with torch.no_grad():
                         return timm_model(xt).numpy()
                 fns["timm"] = timm_fn
+                xcl = xt.contiguous(memory_format=torch.channels_last)
+
+                def timm_cl_fn():
+                    with torch.no_grad():
+                        return timm_cl(xcl).numpy()
+                fns["timm[channels_last]"] = timm_cl_fn
             _log(f"[{backend}] {variant} inference batch {batch}")
             times = interleaved(fns, args.warmup, args.repeats)
             for name, seconds in times.items():
                 results.append({"backend": backend, "variant": variant, "model": name,
                                 "metric": f"infer_b{batch}", **_stats(seconds, batch)})
 
+        if args.exports and timm_model is not None:
+            results.extend(_timm_export_timings(timm_model, variant, args, rng))
         if variant not in args.train_variants:
             if args.exports and backend == "tensorflow":
                 results.extend(_export_timings(models["ours"], variant, args, rng))
@@ -230,51 +241,92 @@ def worker(args):
     print("RESULT " + json.dumps(results), flush=True)
 
 
-def _export_timings(model, variant, args, rng):
-    """ONNX (onnxruntime) and TFLite timings of our exported model, where export works."""
-    import numpy as np
+def _runtime_fn(fmt, path, x):
+    """A zero-argument call running the artifact at ``path`` on ``x`` in its runtime:
+    onnxruntime (``onnx``), LiteRT/TFLite with XNNPACK (``tflite``), OpenVINO on CPU in float32
+    (``openvino``: an ``.xml`` IR or an ``.onnx`` file, which OpenVINO reads directly)."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: x}
+        return lambda s=sess, f=feed: s.run(None, f)
+    if fmt == "openvino":
+        import openvino as ov
+        compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        return lambda r=request, xx=x: r.infer({0: xx})
+    from keras_efficientnet.export import _tflite_interpreter
+    interp = _tflite_interpreter(path)
+    inp = interp.get_input_details()[0]
+    interp.resize_tensor_input(inp["index"], x.shape)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    out_index = interp.get_output_details()[0]["index"]
 
+    def fn(i=interp, xx=x):
+        i.set_tensor(index, xx)
+        i.invoke()
+        return i.get_tensor(out_index)
+    return fn
+
+
+def _time_artifacts(artifacts, backend, variant, args, rng, layout="nhwc"):
+    """Median timings of ``{row name: (format, path)}`` per inference batch, interleaved."""
+    out = []
+    for batch in args.batches:
+        x = rng.uniform(0, 255, (batch, args.resolution, args.resolution, 3)).astype("float32")
+        if layout == "nchw":
+            x = x.transpose(0, 3, 1, 2).copy()
+        fns = {}
+        for name, (fmt, path) in artifacts.items():
+            try:
+                fns[name] = _runtime_fn(fmt, path, x)
+            except Exception as err:
+                _log(f"{name} unavailable: {err!r}")
+        if not fns:
+            continue
+        times = interleaved(fns, args.warmup, args.repeats)
+        for name, seconds in times.items():
+            out.append({"backend": backend, "variant": variant, "model": name,
+                        "metric": f"infer_b{batch}", **_stats(seconds, batch)})
+    return out
+
+
+def _export_timings(model, variant, args, rng):
+    """ONNX (onnxruntime), TFLite and OpenVINO timings of our exported model, where export works."""
     try:
-        from keras_efficientnet.export import export
+        from keras_efficientnet.export import EXTENSIONS, export
     except Exception as err:
         _log(f"export unavailable: {err!r}")
         return []
-    out = []
     work = tempfile.mkdtemp(prefix="ke_bench_")
-    for fmt in ("onnx", "tflite"):
-        path = os.path.join(work, f"model.{fmt}")
+    artifacts = {}
+    for fmt in ("onnx", "tflite", "openvino"):
+        path = os.path.join(work, "model" + EXTENSIONS[fmt])
         try:
             export(model, path, format=fmt, verify=False)
+            artifacts[f"ours-{fmt}"] = (fmt, path)
         except Exception as err:
             _log(f"{fmt} export failed: {err!r}")
-            continue
-        for batch in args.batches:
-            x = rng.uniform(0, 255, (batch, args.resolution, args.resolution, 3)).astype("float32")
-            try:
-                if fmt == "onnx":
-                    import onnxruntime as ort
-                    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-                    feed = {sess.get_inputs()[0].name: x}
-                    fn = (lambda s=sess, f=feed: s.run(None, f))
-                else:
-                    from keras_efficientnet.export import _tflite_interpreter
-                    interp = _tflite_interpreter(path)
-                    inp = interp.get_input_details()[0]
-                    interp.resize_tensor_input(inp["index"], x.shape)
-                    interp.allocate_tensors()
-                    index = interp.get_input_details()[0]["index"]
-                    out_index = interp.get_output_details()[0]["index"]
+    return _time_artifacts(artifacts, "tensorflow", variant, args, rng)
 
-                    def fn(i=interp, xx=x):
-                        i.set_tensor(index, xx)
-                        i.invoke()
-                        return i.get_tensor(out_index)
-                times = interleaved({fmt: fn}, args.warmup, args.repeats)
-                out.append({"backend": "tensorflow", "variant": variant, "model": f"ours-{fmt}",
-                            "metric": f"infer_b{batch}", **_stats(times[fmt], batch)})
-            except Exception as err:
-                _log(f"{fmt} timing failed: {err!r}")
-    return out
+
+def _timm_export_timings(timm_model, variant, args, rng):
+    """timm's own ONNX export (torch.onnx, TorchScript exporter, dynamic batch) in onnxruntime
+    and in OpenVINO: the runtimes a PyTorch user would deploy timm's model with."""
+    import torch
+
+    path = os.path.join(tempfile.mkdtemp(prefix="ke_bench_timm_"), "timm.onnx")
+    try:
+        x = torch.zeros(1, 3, args.resolution, args.resolution)
+        with torch.no_grad():
+            torch.onnx.export(timm_model.eval(), (x,), path, dynamo=False, opset_version=17,
+                              input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+    except Exception as err:
+        _log(f"timm ONNX export failed: {err!r}")
+        return []
+    return _time_artifacts({"timm-onnx": ("onnx", path), "timm-openvino": ("openvino", path)},
+                           "torch", variant, args, rng, layout="nchw")
 
 
 def cold(args):
@@ -434,6 +486,29 @@ def backend_lines(report):
     return lines
 
 
+def runtime_lines(report):
+    """Per variant and batch: every exported artifact's throughput, and our best export against
+    timm's own ONNX in onnxruntime (the target of the second speed issue: >= 1.3x)."""
+    lines = []
+    results = report["results"]
+    exported = [r for r in results if r["model"].startswith(("ours-", "timm-"))]
+    for variant, metric in sorted({(r["variant"], r["metric"]) for r in exported}):
+        rows = sorted((r for r in exported if (r["variant"], r["metric"]) == (variant, metric)),
+                      key=lambda r: -r["median_ips"])
+        text = ", ".join(f"{r['model']} {r['median_ips']:.1f}" for r in rows)
+        ours = [r for r in rows if r["model"].startswith("ours-")]
+        timm_onnx = next((r for r in rows if r["model"] == "timm-onnx"), None)
+        if ours and timm_onnx:
+            best = ours[0]
+            ratio = timm_onnx["median_s"] / best["median_s"]
+            text += (f" img/s; best ours ({best['model']}) / timm-onnx = {ratio:.2f}x "
+                     f"(target >= 1.3x) - {'met' if ratio >= 1.3 else '**not met**'}")
+        else:
+            text += " img/s"
+        lines.append(f"- {variant} {metric}: {text}")
+    return lines
+
+
 def markdown(report):
     info = report["machine"]
     a = report["args"]
@@ -463,6 +538,11 @@ def markdown(report):
              *(backend_lines(report) if "--merge" not in report["command"] else [
                  "- not shown for a merged report: its backends ran at different times, and "
                  "absolute speeds of a shared machine are not comparable across runs"]),
+             "", "Exported artifacts (median images/s; `ours-onnx` onnxruntime, `ours-tflite` "
+             "LiteRT/XNNPACK, `ours-openvino` OpenVINO float32, all of our TensorFlow export; "
+             "`timm-onnx` / `timm-openvino` timm's own `torch.onnx` export in onnxruntime / "
+             "OpenVINO):", "",
+             *(runtime_lines(report) or ["- none in this run"]),
              "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -570,9 +650,11 @@ On a shared machine ratios are noisy even when interleaved: `ours` and the force
 to its default (`ours[shifted]` on JAX; `ours[bn_fold=inference]` on TensorFlow and PyTorch,
 `ours[bn_fold=never]` on JAX) are the same network, so the gap between those rows shows the
 noise of that run.
-Rows named `ours+fold`, `ours-onnx` and `ours-tflite` compare our default model with its
-BatchNorm-folded copy and its exported ONNX (onnxruntime) and TFLite files, `timm` with timm's
-model in PyTorch eager mode.
+Rows named `ours+fold`, `ours-onnx`, `ours-tflite` and `ours-openvino` compare our default
+model with its BatchNorm-folded copy and its exported ONNX (onnxruntime), TFLite (LiteRT) and
+OpenVINO IR (OpenVINO runtime, float32) files; `timm` is timm's model in PyTorch eager mode
+(NCHW), `timm[channels_last]` the same model and input in `torch.channels_last` memory format,
+`timm-onnx` / `timm-openvino` timm's own `torch.onnx` export in onnxruntime / OpenVINO.
 
 ![speed-up chart]({chart})
 

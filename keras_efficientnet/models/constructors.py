@@ -215,8 +215,9 @@ _POOLS = ("avg", "max", "")
 def _split_name(name):
     """``"variant.tag"`` -> ``(variant, tag)``; a plain variant name -> ``(name, None)``."""
     if not isinstance(name, str):
-        raise ValueError(f"The model name must be a string such as 'EfficientNetB0' or "
-                         f"'tf_efficientnet_b0.ns_jft_in1k', got {name!r}.")
+        raise ValueError(f"The variant must be a name from keras_efficientnet.list_models() "
+                         f"(a str such as 'EfficientNetB0' or 'tf_efficientnet_b0.ns_jft_in1k'), "
+                         f"got {name!r} ({type(name).__name__}).")
     if name in VARIANTS or "." not in name:
         return name, None
     variant, tag = name.split(".", 1)
