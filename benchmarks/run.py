@@ -483,7 +483,7 @@ def backend_lines(report):
             ranked = sorted(speed, key=speed.get, reverse=True)
             lines.append(f"- {variant} {metric}: " +
                          " > ".join(f"{b} {speed[b]:.1f}" for b in ranked) + " img/s")
-    return lines
+    return lines or ["- one backend in this run"]
 
 
 def runtime_lines(report):
@@ -527,11 +527,11 @@ def markdown(report):
              "images/s (median). First call = build + trace/compile + first predict (fresh "
              "process); peak memory = ru_maxrss of that fresh process (build + one predict of "
              "the largest inference batch); for those two, ratio = reference / ours as well.",
-             "- `ours` = default (`depthwise_impl=\"auto\"`, `bn_fold=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
+             "- `ours` = default (keras.applications' flat graph, `depthwise_impl=\"auto\"`); `ours[keras]` / `ours[shifted]` = "
              "our model forced to one depthwise implementation, measured as a reference row; "
              "`ours[channels_first]` = our model built with `data_format=\"channels_first\"` "
-             "(fed NCHW inputs); `ours[bn_fold=...]` = our model with the blocks' BatchNorm "
-             "folding forced (inference only).",
+             "(fed NCHW inputs); `ours[bn_fold=...]` = our model in `layout=\"blocks\"` with the "
+             "blocks' BatchNorm folding forced (inference only).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
              "", "Our default model on each backend (median images/s, fastest first):", "",
@@ -627,17 +627,18 @@ the input gradient, which took most of the B0 training step; the custom VJP comp
 kernel gradient in one fused pass and the input gradient as a (per-phase, at stride 2)
 correlation, with the same values (tests/test_depthwise.py, against Keras' DepthwiseConv2D).
 
-BatchNorm folded at inference (`bn_fold`, tests/test_folding.py): in inference-mode calls each
-block computes its convolution + BatchNorm pairs as one convolution with a kernel scaled from
-the live BatchNorm variables, plus a bias add; training, weights and saving are unchanged and
-outputs agree up to float rounding. `bn_fold="auto"` does it on TensorFlow, where grappler then
-fuses each convolution with its `BiasAdd`, and on PyTorch, where Keras' BatchNorm is several
-eager elementwise passes; on JAX XLA already fuses the BatchNorm arithmetic into the activation
-loop and folding measured within noise, so `auto` leaves it off there. The
-`ours[bn_fold=inference]` / `ours[bn_fold=never]` rows force one setting. Unfolded, our
-TensorFlow V2-S graph is op for op keras.applications' (`python benchmarks/tf_graph_ops.py
-EfficientNetV2S --bn-fold never`; keras.applications adds a Reshape per BatchNorm), which is
-why `ours[bn_fold=never]` is at 1.0x there: the V2-S margin on TensorFlow is the folding's.
+BatchNorm: the default model is keras.applications' flat graph, layer for layer. Its
+BatchNorm layers are `FastBatchNormalization` (a `keras.layers.BatchNormalization` subclass,
+same variables and config, saved as the core layer): on TensorFlow, in inference, it runs
+TensorFlow's one fused BatchNorm kernel instead of Keras 3's separate element-wise ops, which is
+most of the TensorFlow margin over keras.applications on the same graph
+(tests/test_batch_norm.py; outputs equal up to rounding). The `ours[bn_fold=...]` rows are the
+other layout, `layout="blocks"` (one composite layer per block), with the blocks' folding forced:
+in inference-mode calls each block computes its convolution + BatchNorm pairs as one
+convolution with a kernel scaled from the live BatchNorm variables, plus a bias add
+(tests/test_folding.py); training, weights and saving are unchanged. `ours+fold` is the
+flat model with every BatchNorm folded into its convolution (`fuse_batchnorm`, a copy for
+inference).
 
 Data layout: the `ours[channels_first]` rows are our model built with
 `data_format="channels_first"` and fed NCHW inputs (same weights). XLA on CPU prefers NHWC, so
@@ -647,9 +648,8 @@ it; TensorFlow's CPU convolution accepts NHWC only, so there it does not run. Th
 Keras' `channels_last` on every backend.
 
 On a shared machine ratios are noisy even when interleaved: `ours` and the forced row equal
-to its default (`ours[shifted]` on JAX; `ours[bn_fold=inference]` on TensorFlow and PyTorch,
-`ours[bn_fold=never]` on JAX) are the same network, so the gap between those rows shows the
-noise of that run.
+to its default (`ours[shifted]` on JAX, `ours[keras]` on TensorFlow and PyTorch) are the same
+network, so the gap between those rows shows the noise of that run.
 Rows named `ours+fold`, `ours-onnx`, `ours-tflite` and `ours-openvino` compare our default
 model with its BatchNorm-folded copy and its exported ONNX (onnxruntime), TFLite (LiteRT) and
 OpenVINO IR (OpenVINO runtime, float32) files; `timm` is timm's model in PyTorch eager mode
