@@ -190,7 +190,7 @@ def overlay(image, mask, alpha=0.5) -> np.ndarray:
         >>> import numpy as np
         >>> from keras_efficientnet.commands.segment import overlay
         >>> overlay(np.zeros((2, 2, 3), "uint8"), np.array([[0, 1], [0, 0]], "uint8"))[0, 1].tolist()
-        [115, 12, 37]
+        [115, 12, 38]
     """
     image = np.asarray(image, dtype="float32")
     out = image.copy()
