@@ -397,7 +397,53 @@ def machine_info():
             pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "versions": versions,
-            "loadavg_start": os.getloadavg()}
+            "loadavg_start": os.getloadavg(), "peak_gflops": measure_peak_gflops()}
+
+
+def measure_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 arithmetic peak as its BLAS reaches it: the best of ``repeats``
+    ``n x n`` matrix products in NumPy (every core), in GFLOP/s (a multiply-add is 2 FLOPs).
+    A large sgemm runs close to the FMA units' limit, so this is the ceiling a convolutional
+    network's images/s is measured against (the "% peak" columns)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: threads started, pages touched
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _macs(variant: str, resolution: int) -> int | None:
+    """Multiply-adds of one forward pass of ``variant`` at ``resolution`` (None if unknown)."""
+    try:
+        from keras_efficientnet.flops import count_flops_spec
+        from keras_efficientnet.specs import get_spec
+
+        return int(count_flops_spec(get_spec(variant), resolution))
+    except Exception:  # a variant name the package does not know: no fraction, not an error
+        return None
+
+
+def peak_fraction(report, variant: str, metric: str, ips: float) -> float | None:
+    """Fraction of the measured float32 peak that ``ips`` images/s of ``variant`` reaches:
+    2 x multiply-adds x images/s (x 3 for a training step: forward, input and weight
+    gradients) over the peak."""
+    peak = report["machine"].get("peak_gflops")
+    if not peak or not metric.startswith(("infer", "train")):
+        return None
+    cache = report.setdefault("macs", {})
+    if variant not in cache:
+        cache[variant] = _macs(variant, report["args"]["resolution"])
+    if cache[variant] is None:
+        return None
+    passes = 3 if metric.startswith("train") else 1
+    return 2.0 * cache[variant] * passes * ips / (peak * 1e9)
 
 
 def _find(results, backend, variant, model, metric):
@@ -495,7 +541,11 @@ def runtime_lines(report):
     for variant, metric in sorted({(r["variant"], r["metric"]) for r in exported}):
         rows = sorted((r for r in exported if (r["variant"], r["metric"]) == (variant, metric)),
                       key=lambda r: -r["median_ips"])
-        text = ", ".join(f"{r['model']} {r['median_ips']:.1f}" for r in rows)
+        def entry(r):
+            f = peak_fraction(report, variant, metric, r["median_ips"])
+            return f"{r['model']} {r['median_ips']:.1f}" + ("" if f is None else f" ({100 * f:.0f}% peak)")
+
+        text = ", ".join(entry(r) for r in rows)
         ours = [r for r in rows if r["model"].startswith("ours-")]
         timm_onnx = next((r for r in rows if r["model"] == "timm-onnx"), None)
         if ours and timm_onnx:
@@ -523,6 +573,10 @@ def markdown(report):
              f"- Resolution {a['resolution']} px, inference batches {a['batches']}, train batch "
              f"{a['train_batch']}, warm-up {a['warmup']}, repeats {a['repeats']} (interleaved "
              "in one process); random weights, float32, CPU",
+             *([f"- Measured float32 peak: {info['peak_gflops']:.0f} GFLOP/s (NumPy's BLAS, "
+                "2048 x 2048 matrix product, best of 5 at the start and at the end of the run, all cores); `% peak` = 2 x multiply-adds "
+                "(`count_flops_spec` at this resolution; x 3 for a training step) x images/s / "
+                "that peak: the distance to the hardware limit"] if info.get("peak_gflops") else []),
              "- `ratio` = reference time / our time: > 1 means ours is faster. Throughput in "
              "images/s (median). First call = build + trace/compile + first predict (fresh "
              "process); peak memory = ru_maxrss of that fresh process (build + one predict of "
@@ -543,8 +597,8 @@ def markdown(report):
              "`timm-onnx` / `timm-openvino` timm's own `torch.onnx` export in onnxruntime / "
              "OpenVINO):", "",
              *(runtime_lines(report) or ["- none in this run"]),
-             "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", "| backend | variant | metric | reference | ours | reference value | ratio (median) | ratio (min) | ours % peak | reference % peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         if r["metric"] == "first_call":
             ours, ref = f"{r['ours_s']:.1f} s", f"{r['ref_s']:.1f} s"
@@ -553,8 +607,11 @@ def markdown(report):
         else:
             ours, ref = f"{r['ours_ips']:.2f} img/s", f"{r['ref_ips']:.2f} img/s"
         rmin = "" if r["ratio_min"] is None else f"{r['ratio_min']:.2f}x"
+        fractions = [peak_fraction(report, r["variant"], r["metric"], r[k])
+                     if k in r else None for k in ("ours_ips", "ref_ips")]
+        pct = ["" if f is None else f"{100 * f:.1f}%" for f in fractions]
         lines.append(f"| {r['backend']} | {r['variant']} | {r['metric']} | {r['reference']} | "
-                     f"{ours} | {ref} | {r['ratio_median']:.2f}x | {rmin} |")
+                     f"{ours} | {ref} | {r['ratio_median']:.2f}x | {rmin} | {pct[0]} | {pct[1]} |")
     if report.get("errors"):
         lines += ["", "Errors:", *[f"- {e}" for e in report["errors"]]]
     return "\n".join(lines) + "\n"
@@ -790,6 +847,8 @@ def main(argv=None):
                         report["errors"].append(f"{backend} cold {which} {variant}: {err}")
             report["cold"].append(entry)
     report["loadavg_end"] = os.getloadavg()
+    # the higher of the start and end measurements: a busy moment only lowers it
+    report["machine"]["peak_gflops"] = max(report["machine"]["peak_gflops"], measure_peak_gflops())
     return _finish(report, args.out, args.docs)
 
 
