@@ -163,6 +163,18 @@ def worker(args):
                 models["ours+fold"] = fuse_batchnorm(models["ours"])
             except Exception as err:  # optional: issue 5's folding may not be there
                 _log(f"[{backend}] BN folding unavailable: {err!r}")
+        traced = {}
+        if backend == "torch" and not args.no_torchscript:
+            # ke.torchscript: the same computation, traced and frozen (no Keras per-layer overhead)
+            try:
+                import keras_efficientnet as ke
+                traced["ours[torchscript]"] = ke.torchscript(models["ours"])
+                first = build("ours", variant, res, None, "channels_first", None)
+                first.set_weights(models["ours"].get_weights())
+                traced["ours[channels_first+torchscript]"] = ke.torchscript(first)
+                del first
+            except Exception as err:
+                _log(f"[torch] torchscript unavailable: {err!r}")
         timm_model = None
         if backend == "torch" and variant in TIMM_NAMES and not args.no_timm:
             try:
@@ -178,6 +190,8 @@ def worker(args):
             x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
             fns = {name: (lambda m=m, xx=feed(name, x): _sync(m.predict_on_batch(xx)))
                    for name, m in models.items()}
+            for name, m in traced.items():
+                fns[name] = (lambda m=m, xx=feed(name, x): m(xx).numpy())
             if timm_model is not None:
                 import torch
                 timm_model.eval()
@@ -204,7 +218,7 @@ def worker(args):
         if variant not in args.train_variants:
             if args.exports and backend == "tensorflow":
                 results.extend(_export_timings(models["ours"], variant, args, rng))
-            del models, timm_model
+            del models, timm_model, traced
             continue
         batch = args.train_batch
         x = rng.uniform(0, 255, (batch, res, res, 3)).astype("float32")
@@ -237,7 +251,7 @@ def worker(args):
 
         if args.exports and backend == "tensorflow":
             results.extend(_export_timings(models["ours"], variant, args, rng))
-        del models, timm_model
+        del models, timm_model, traced
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -373,6 +387,8 @@ def _common_args(args):
         out.append("--no-exports")
     if args.no_timm:
         out.append("--no-timm")
+    if args.no_torchscript:
+        out.append("--no-torchscript")
     return out
 
 
@@ -712,6 +728,10 @@ model with its BatchNorm-folded copy and its exported ONNX (onnxruntime), TFLite
 OpenVINO IR (OpenVINO runtime, float32) files; `timm` is timm's model in PyTorch eager mode
 (NCHW), `timm[channels_last]` the same model and input in `torch.channels_last` memory format,
 `timm-onnx` / `timm-openvino` timm's own `torch.onnx` export in onnxruntime / OpenVINO.
+`ours[torchscript]` is our default model through `ke.torchscript` (Keras' own PyTorch
+computation traced once and frozen: the same kernels without Keras' per-layer Python overhead),
+`ours[channels_first+torchscript]` the same for the model built with
+`data_format="channels_first"` and fed NCHW (no layout permutes around the convolutions).
 
 ![speed-up chart]({chart})
 
@@ -793,6 +813,8 @@ def main(argv=None):
     p.add_argument("--no-exports", dest="exports", action="store_false",
                    help="skip ONNX / TFLite timings")
     p.add_argument("--no-timm", action="store_true")
+    p.add_argument("--no-torchscript", action="store_true",
+                   help="skip the ours[torchscript] rows (ke.torchscript, PyTorch backend)")
     p.add_argument("--no-cold", action="store_true", help="skip first-call latency and memory")
     p.add_argument("--quick", action="store_true",
                    help="128 px, batches 1 and 32, train batch 16, 1 warm-up, 3 repeats, 1 cold run")

@@ -49,6 +49,7 @@ def _import_api():
     from .preprocessing import decode_predictions, imagenet_class_index, preprocess_input
     from .specs import ModelSpec, get_spec
     from .export import export  # the function; the module stays importable
+    from .torchscript import torchscript  # the function (PyTorch backend; torch imported on use)
     from .training import serializables  # noqa: F401  (registers schedules, losses, optimizers)
 
     namespace = dict(locals())
@@ -60,7 +61,7 @@ def _import_api():
          "save_weights", "from_checkpoint", "inspect_checkpoint", "list_weights",
          "decode_predictions", "imagenet_class_index", "preprocess_input", "ModelSpec",
          "get_spec", "layers", "specs", "segmentation", "detection", "export", "fuse_batchnorm", "create_feature_extractor",
-         "feature_info"])
+         "feature_info", "torchscript"])
     _LOADED = True
 
 

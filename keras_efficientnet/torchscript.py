@@ -1,0 +1,172 @@
+"""Inference without Keras' per-layer Python overhead on the PyTorch backend: :func:`torchscript`.
+
+On ``KERAS_BACKEND=torch`` a Keras model call runs every layer's Python ``__call__`` (input
+checks, dtype policies, name scopes, layout permutes) around each PyTorch kernel; for an
+EfficientNet-B0 that overhead is over half of a batch-1 call. :func:`torchscript` records the
+model's inference computation once with ``torch.jit.trace`` (the Keras layers run as usual
+while tracing, so the recorded graph is exactly what they compute), freezes it (weights become
+constants) and returns it wrapped in a small ``torch.nn.Module`` that checks the input size
+(and hands a ``channels_first`` model its NCHW input in PyTorch's channels-last memory format,
+the layout oneDNN's CPU convolutions run fastest in).
+
+What a trace cannot know, it refuses rather than guesses: the graph is recorded for one image
+size (the padding of strided "same" convolutions is computed from the size at trace time), so
+another height or width is a ``ValueError``; the batch size is free.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["torchscript", "TracedModel"]
+
+
+def _torch():
+    import keras
+
+    if keras.backend.backend() != "torch":
+        raise ValueError(
+            f"torchscript() traces Keras' PyTorch computation and needs KERAS_BACKEND=torch "
+            f"(this process runs {keras.backend.backend()!r}). On TensorFlow or JAX, use "
+            "keras_efficientnet.export(model, path, format='onnx' or 'openvino') for a fast "
+            "inference artifact.")
+    import torch
+
+    return torch
+
+
+@functools.lru_cache(maxsize=None)
+def _module_class():
+    torch = _torch()
+
+    class TracedModel(torch.nn.Module):
+        """A frozen TorchScript trace of a Keras model's inference, for one image size.
+
+        ``traced(x)`` takes a ``torch.Tensor`` or NumPy array laid out as the Keras model's
+        input (``(batch, H, W, C)`` for channels_last models) and returns what the model returns
+        (tensors), computed without Keras. ``traced.script`` is the TorchScript module itself
+        (``torch.jit.save(traced.script, path)`` writes a file that loads with ``torch.jit.load``
+        and no Keras at all; the loaded module does not check the image size).
+        """
+
+        def __init__(self, script, input_shape, max_abs_diff, channels_first=False):
+            super().__init__()
+            self.script = script
+            self.input_shape = tuple(input_shape)  # without the batch axis
+            self.max_abs_diff = max_abs_diff
+            self.channels_first = channels_first
+
+        def forward(self, x):
+            if not isinstance(x, torch.Tensor):
+                x = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype="float32")))
+            if tuple(x.shape[1:]) != self.input_shape:
+                raise ValueError(
+                    f"This trace was recorded for inputs of shape (batch, "
+                    f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}. Trace the "
+                    "model again for this size: torchscript(model, input_shape=...).")
+            if self.channels_first and x.ndim == 4:
+                # NCHW values in channels-last memory: oneDNN's fast convolution layout, no copy
+                # per convolution (the values, and so the results, are the same)
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                return self.script(x)
+
+    return TracedModel
+
+
+def __getattr__(name):
+    if name == "TracedModel":  # the class needs torch, which is imported only on demand
+        return _module_class()
+    raise AttributeError(name)
+
+
+def torchscript(model, input_shape=None, verify: bool = True, atol: float = 1e-4):
+    """Trace ``model``'s inference into a frozen TorchScript graph (PyTorch backend only).
+
+    Args:
+        model: a Keras model with one input (an EfficientNet, a feature extractor, a U-Net, an
+            EfficientDet...).
+        input_shape: the input shape without the batch axis; needed when the model's own input
+            has free height or width (``(None, None, 3)``).
+        verify: run the trace and the Keras model on the same random 0-255 images (batch 2) and
+            refuse the trace if any output differs by more than ``atol * (1 + max |output|)``.
+        atol: the verification tolerance.
+
+    Returns:
+        A ``TracedModel`` (a ``torch.nn.Module``): call it with a batch laid out as the model's
+        input; ``.max_abs_diff`` is the measured difference (None without ``verify``).
+
+    Raises:
+        ValueError: on another backend, for a model with several inputs, for a free input size
+            without ``input_shape``, or when the trace does not reproduce the model.
+
+    Example:
+        >>> import numpy as np
+        >>> import keras
+        >>> import keras_efficientnet as ke
+        >>> if keras.backend.backend() == "torch":
+        ...     model = ke.EfficientNetB0(weights=None, input_shape=(64, 64, 3))
+        ...     fast = ke.torchscript(model)
+        ...     print(tuple(fast(np.zeros((3, 64, 64, 3), "float32")).shape))
+        ... else:
+        ...     print((3, 1000))
+        (3, 1000)
+    """
+    torch = _torch()
+    if len(model.inputs) != 1:
+        raise ValueError(f"torchscript() traces models with one input; this one has "
+                         f"{len(model.inputs)}.")
+    shape = tuple(model.inputs[0].shape[1:])
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != len(shape) or any(
+                m is not None and m != i for m, i in zip(shape, input_shape)):
+            raise ValueError(f"input_shape {input_shape} does not fit the model's input "
+                             f"{shape} (without the batch axis).")
+        shape = input_shape
+    if any(d is None for d in shape):
+        raise ValueError(f"The model's input shape {shape} has free dimensions; pass the size "
+                         "to trace for, e.g. torchscript(model, input_shape=(224, 224, 3)).")
+    if any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape):
+        raise ValueError(f"input_shape must hold positive integers, got {shape}.")
+
+    class _Inference(torch.nn.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.keras_model = keras_model
+
+        def forward(self, x):
+            return self.keras_model(x, training=False)
+
+    rng = np.random.default_rng(0)
+    example = torch.from_numpy(rng.uniform(0, 255, (2, *shape)).astype("float32"))
+    wrapper = _Inference(model).eval()
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes fixed at trace time
+        script = torch.jit.freeze(torch.jit.trace(wrapper, example, check_trace=False,
+                                                  strict=False).eval())
+    diff = None
+    if verify:
+        probe = torch.from_numpy(rng.uniform(0, 255, (2, *shape)).astype("float32"))
+        with torch.no_grad():
+            expected = torch.utils._pytree.tree_leaves(wrapper(probe))
+            got = torch.utils._pytree.tree_leaves(script(probe))
+        if len(expected) != len(got):
+            raise ValueError(f"The trace returns {len(got)} outputs, the model {len(expected)}.")
+        diff = 0.0
+        for e, g in zip(expected, got):
+            d = float((e - g).abs().max())
+            bound = atol * (1.0 + float(e.abs().max()))
+            if not d <= bound:
+                raise ValueError(f"The trace does not reproduce the model: max abs diff {d:.3g} "
+                                 f"> {bound:.3g}. The model's computation depends on something "
+                                 "a trace cannot record (Python control flow on values); run "
+                                 "it through Keras instead.")
+            diff = max(diff, d)
+    channels_first = any(getattr(layer, "data_format", None) == "channels_first"
+                         for layer in model.layers)
+    return _module_class()(script, shape, diff, channels_first)
