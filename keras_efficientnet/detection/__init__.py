@@ -1,6 +1,10 @@
-"""EfficientDet: BiFPN, class and box nets, anchors, box coding and NMS post-processing."""
+"""EfficientDet: BiFPN, class and box nets, anchors, box coding, NMS post-processing and the
+``EfficientDetD0()``..``EfficientDetD7X()``, ``EfficientDetLite0()``..``Lite4()`` constructors."""
 
 from .anchors import anchors_for, decode_boxes, encode_boxes, generate_anchors  # noqa: F401
 from .config import DetectionConfig, get_config, list_configs, scaled_config  # noqa: F401
 from .layers import WeightedFusion  # noqa: F401
 from .model import bifpn, build_efficientdet, head, load_effdet_weights  # noqa: F401
+from .postprocess import DetectionPostProcess, batched_nms  # noqa: F401
+from .constructors import *  # noqa: F401,F403  (EfficientDetD0 .. EfficientDetD7X, EfficientDetLite0 .. 4)
+from .constructors import efficientdet  # noqa: F401

@@ -121,7 +121,8 @@ def decode_boxes(codes, anchors, xyxy: bool = False):
 
     Args:
         codes: ``(..., N, 4)`` box regressions.
-        anchors: ``(N, 4)`` ``(ymin, xmin, ymax, xmax)``.
+        anchors: ``(N, 4)`` ``(ymin, xmin, ymax, xmax)`` (or any shape broadcasting with
+            ``codes``, e.g. ``(batch, N, 4)`` anchors gathered per image).
         xyxy: return ``(xmin, ymin, xmax, ymax)`` instead of ``(ymin, xmin, ymax, xmax)``.
 
     Works on NumPy arrays and on backend tensors (through ``keras.ops``).
@@ -134,8 +135,8 @@ def decode_boxes(codes, anchors, xyxy: bool = False):
     """
     xp = _xp(codes)
     anchors = xp.asarray(anchors) if xp is np else xp.convert_to_tensor(anchors, dtype=codes.dtype)
-    yca, xca = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
-    ha, wa = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    yca, xca = (anchors[..., 0] + anchors[..., 2]) / 2, (anchors[..., 1] + anchors[..., 3]) / 2
+    ha, wa = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
     ty, tx, th, tw = (codes[..., i] for i in range(4))
     h, w = xp.exp(th) * ha, xp.exp(tw) * wa
     yc, xc = ty * ha + yca, tx * wa + xca
