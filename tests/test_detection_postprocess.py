@@ -1,0 +1,118 @@
+"""EfficientDet post-processing against code we did not write: effdet 0.4.1's own
+``_post_process`` + ``_batch_detection`` (DetBenchPredict's steps: top-5000 candidates, sigmoid,
+anchor decoding, clipping to the original image, per-class NMS through torchvision, top 100,
+rescaling) on the same raw outputs, and ``batched_nms`` against ``torchvision.ops.batched_nms``.
+
+The raw outputs are random but shaped to exercise every step: many candidates with high,
+distinct scores on overlapping anchors (so NMS removes boxes), boxes reaching past the
+original image (so clipping matters), a non-square original image (so width and height
+cannot be swapped unnoticed) and a different scale per image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import torch  # noqa: F401  (before TensorFlow: torchvision after TensorFlow crashes)
+import torchvision
+
+from keras import ops
+
+from keras_efficientnet.detection import DetectionPostProcess
+from keras_efficientnet.detection.postprocess import batched_nms
+
+SIZE = 128
+LEVELS = range(3, 8)
+ANCHORS = 9
+CLASSES = 6
+
+
+def _raw(batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    n = sum((SIZE // 2 ** level) ** 2 * ANCHORS for level in LEVELS)
+    logits = rng.normal(-3.0, 2.0, (batch, n, CLASSES)).astype("float32")
+    codes = rng.normal(0.0, 0.4, (batch, n, 4)).astype("float32")
+    return logits, codes
+
+
+def _effdet(logits, codes, scale, size_wh):
+    from effdet import get_efficientdet_config
+    from effdet.anchors import Anchors
+    from effdet.bench import _batch_detection, _post_process
+
+    config = get_efficientdet_config("tf_efficientdet_d0")
+    config.image_size = (SIZE, SIZE)
+    anchors = Anchors.from_config(config)
+    cls_levels, box_levels, start = [], [], 0
+    batch = logits.shape[0]
+    for level in LEVELS:
+        side = SIZE // 2 ** level
+        count = side * side * ANCHORS
+        for src, out, width in ((logits, cls_levels, CLASSES), (codes, box_levels, 4)):
+            part = src[:, start:start + count].reshape(batch, side, side, ANCHORS * width)
+            out.append(torch.from_numpy(np.ascontiguousarray(part.transpose(0, 3, 1, 2))))
+        start += count
+    assert start == logits.shape[1]
+    cls_top, box_top, indices, classes = _post_process(
+        cls_levels, box_levels, num_levels=len(LEVELS), num_classes=CLASSES,
+        max_detection_points=5000)
+    det = _batch_detection(batch, cls_top, box_top, anchors.boxes, indices, classes,
+                           torch.tensor(scale, dtype=torch.float32),
+                           torch.tensor(size_wh, dtype=torch.float32), max_det_per_image=100)
+    return det.numpy()
+
+
+def test_detections_equal_effdet():
+    logits, codes = _raw()
+    heights_widths = np.array([[300.0, 200.0], [150.0, 260.0]], "float32")  # (h, w)
+    scale = heights_widths.max(axis=1) / SIZE  # original pixels per input pixel
+    expected = _effdet(logits, codes, scale, heights_widths[:, ::-1].copy())  # effdet: (w, h)
+    post = DetectionPostProcess.from_detection_config("d0", (SIZE, SIZE), class_offset=1)
+    out = {k: ops.convert_to_numpy(v) for k, v in post(
+        {"classes": logits, "boxes": codes}, image_scale=scale, image_size=heights_widths).items()}
+    assert out["boxes"].shape == (2, 100, 4)
+    for i in range(2):
+        n = int(out["num_detections"][i])
+        real = expected[i][expected[i][:, 4] > 0]
+        assert n == len(real) == 100  # enough candidates survive to fill every slot
+        np.testing.assert_allclose(out["boxes"][i, :n], real[:, :4], atol=2e-3, rtol=1e-5)
+        np.testing.assert_allclose(out["confidence"][i, :n], real[:, 4], atol=1e-6, rtol=1e-5)
+        np.testing.assert_array_equal(out["classes"][i, :n], real[:, 5].astype(int))
+        # clipping to the original image really happened (boxes reach its right/bottom edges)
+        h, w = heights_widths[i]
+        assert out["boxes"][i, :n, 2].max() == pytest.approx(w, abs=1e-3)
+        assert out["boxes"][i, :n, 3].max() == pytest.approx(h, abs=1e-3)
+
+
+def test_nms_suppresses_like_torchvision():
+    rng = np.random.default_rng(3)
+    k = 300
+    centres = rng.uniform(0, 40, (k, 2))
+    sizes = rng.uniform(5, 40, (k, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1).astype("float32")
+    scores = rng.uniform(0, 1, k).astype("float32")
+    classes = rng.integers(0, 3, k)
+    reference = torchvision.ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                                            torch.from_numpy(classes), 0.5).numpy()
+    assert 30 < len(reference) < k - 30  # overlaps suppress a good share, not all
+    idx, valid = batched_nms(boxes[None], scores[None], classes[None], iou_threshold=0.5,
+                             max_detections=k)
+    idx, valid = ops.convert_to_numpy(idx)[0], ops.convert_to_numpy(valid)[0]
+    np.testing.assert_array_equal(idx[valid], reference)
+    assert not valid[len(reference):].any()
+    # a smaller budget keeps the same first boxes
+    idx5, valid5 = batched_nms(boxes[None], scores[None], classes[None], max_detections=5)
+    np.testing.assert_array_equal(ops.convert_to_numpy(idx5)[0], reference[:5])
+    assert ops.convert_to_numpy(valid5).all()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(iou_threshold=1.5), r"iou_threshold must be a number in \[0, 1\]"),
+    (dict(max_detections=0), r"max_detections"),
+    (dict(score_threshold="high"), r"score_threshold must be a number or None"),
+    (dict(class_offset=0.5), r"class_offset must be an integer"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DetectionPostProcess.from_detection_config("d0", (SIZE, SIZE), **kwargs)
