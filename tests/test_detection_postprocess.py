@@ -116,3 +116,34 @@ def test_nms_suppresses_like_torchvision():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DetectionPostProcess.from_detection_config("d0", (SIZE, SIZE), **kwargs)
+
+
+def test_end_to_end_equals_effdet_detbenchpredict(tmp_path):
+    """The user path: an effdet checkpoint file -> ``EfficientDetD0(weights=...,
+    include_postprocess=True)`` gives effdet's ``DetBenchPredict`` detections."""
+    import effdet
+    from test_detection import effdet_net
+
+    import keras_efficientnet as ke
+
+    net, cfg = effdet_net("tf_efficientdet_d0", SIZE, seed=4, num_classes=CLASSES)
+    path = str(tmp_path / "d0.pth")
+    torch.save(net.state_dict(), path)
+    bench = effdet.DetBenchPredict(net).eval()
+    x = np.random.default_rng(9).normal(size=(2, 3, SIZE, SIZE)).astype("float32")
+    with torch.no_grad():
+        expected = bench(torch.from_numpy(x)).numpy()  # no img_info: input-pixel boxes
+    model = ke.detection.EfficientDetD0(num_classes=CLASSES, input_shape=(SIZE, SIZE, 3),
+                                        weights=path, include_postprocess=True,
+                                        include_preprocessing=False,
+                                        postprocess_kwargs={"class_offset": 1})
+    out = {k: ops.convert_to_numpy(v) for k, v in
+           model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False).items()}
+    for i in range(2):
+        real = expected[i][expected[i][:, 4] > 0]
+        n = int(out["num_detections"][i])
+        assert n == len(real) == 100
+        # raw outputs agree to ~1e-5 (test_detection), so scores and boxes do to about that
+        np.testing.assert_allclose(out["confidence"][i, :n], real[:, 4], atol=1e-5)
+        np.testing.assert_allclose(out["boxes"][i, :n], real[:, :4], atol=1e-3)  # 8e-5 seen
+        np.testing.assert_array_equal(out["classes"][i, :n], real[:, 5].astype(int))
