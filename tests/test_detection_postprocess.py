@@ -118,6 +118,23 @@ def test_bad_arguments(kwargs, message):
         DetectionPostProcess.from_detection_config("d0", (SIZE, SIZE), **kwargs)
 
 
+def _assert_same_detections(boxes, scores, classes, expected, score_tol=1e-5, box_tol=1e-3):
+    """Detections equal up to the order of ties: two detections whose scores differ by less
+    than the two models' rounding (random weights give such near-ties) may come out in either
+    order, so each of ours is paired one-to-one with an unused expected detection of the same
+    class, a score within ``score_tol`` and a box within ``box_tol`` pixels (8e-5 seen)."""
+    unused = list(range(len(expected)))
+    for k in range(len(boxes)):
+        match = [j for j in unused
+                 if abs(expected[j, 4] - scores[k]) <= score_tol
+                 and int(expected[j, 5]) == int(classes[k])
+                 and np.max(np.abs(expected[j, :4] - boxes[k])) <= box_tol]
+        assert match, (f"detection {k} (class {classes[k]}, score {scores[k]:.6f}, box "
+                       f"{boxes[k]}) has no equal in effdet's; nearest by score: "
+                       f"{expected[np.argmin(np.abs(expected[:, 4] - scores[k]))]}")
+        unused.remove(match[0])
+
+
 def test_end_to_end_equals_effdet_detbenchpredict(tmp_path):
     """The user path: an effdet checkpoint file -> ``EfficientDetD0(weights=...,
     include_postprocess=True)`` gives effdet's ``DetBenchPredict`` detections."""
@@ -145,5 +162,5 @@ def test_end_to_end_equals_effdet_detbenchpredict(tmp_path):
         assert n == len(real) == 100
         # raw outputs agree to ~1e-5 (test_detection), so scores and boxes do to about that
         np.testing.assert_allclose(out["confidence"][i, :n], real[:, 4], atol=1e-5)
-        np.testing.assert_allclose(out["boxes"][i, :n], real[:, :4], atol=1e-3)  # 8e-5 seen
-        np.testing.assert_array_equal(out["classes"][i, :n], real[:, 5].astype(int))
+        _assert_same_detections(out["boxes"][i, :n], out["confidence"][i, :n],
+                                out["classes"][i, :n], real)
