@@ -44,16 +44,19 @@ def add_parser(subparsers):
     parser.add_argument("--model", required=True,
                         help="a .keras file of a segmentation model (U-Net, FPN, LinkNet)")
     parser.add_argument("--out", default="masks", help="folder for the mask and overlay files")
-    parser.add_argument("--preprocessing", default="imagenet",
+    parser.add_argument("--preprocessing", default=None,
                         help="the input normalisation the model was trained with (a name of "
-                             "keras_efficientnet.specs.PREPROCESSINGS)")
+                             "keras_efficientnet.specs.PREPROCESSINGS; default: the one "
+                             "recorded in a model written by `train --task segmentation`, "
+                             "else imagenet)")
     parser.add_argument("--size", type=int, default=None,
                         help="resize images to SIZE x SIZE for a model with a free input size "
                              "(a multiple of 32; default: pad to a multiple of 32, no resize)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability above which a one-channel model's pixel is foreground")
     parser.add_argument("--class-names", default=None,
-                        help="comma-separated class names for the printout (default: class 0, 1, ...)")
+                        help="comma-separated class names for the printout (default: the "
+                             "model's recorded names, else class 0, 1, ...)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing mask/overlay files in --out")
     parser.set_defaults(func=run)
@@ -68,7 +71,7 @@ def _check_args(args):
         raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}.")
     from ..specs import PREPROCESSINGS
 
-    if args.preprocessing not in PREPROCESSINGS:
+    if args.preprocessing is not None and args.preprocessing not in PREPROCESSINGS:
         raise ValueError(f"Unknown --preprocessing {args.preprocessing!r}; choose one of "
                          f"{', '.join(sorted(PREPROCESSINGS))}.")
 
@@ -236,13 +239,25 @@ def run(args) -> int:
         raise ValueError(f"{existing[0]!r} exists ({len(existing)} output file(s) would be "
                          "replaced); pass --overwrite or choose another --out.")
     model, probabilities = load_segmentation_model(args.model)
+    from ..saving import read_model_info
+    from ..specs import PREPROCESSINGS
+
+    info = read_model_info(args.model)
+    preprocessing = args.preprocessing or info.get("preprocessing", "imagenet")
+    if preprocessing not in PREPROCESSINGS:
+        raise ValueError(f"{args.model!r} records the normalisation {preprocessing!r}, which is "
+                         f"not one of {', '.join(sorted(PREPROCESSINGS))}; pass --preprocessing.")
     classes = model.output_shape[-1]
+    if names is None and isinstance(info.get("class_names"), list):
+        names = [str(n) for n in info["class_names"]]
+        if len(names) != max(2, classes):
+            names = None
     if names is not None and len(names) != max(2, classes):
         raise ValueError(f"--class-names gives {len(names)} names; the model has "
                          f"{max(2, classes)} classes.")
     os.makedirs(args.out, exist_ok=True)
     for (path, image), (mask_path, overlay_path) in zip(images, targets):
-        mask = segment_image(model, image, args.preprocessing, probabilities, args.threshold,
+        mask = segment_image(model, image, preprocessing, probabilities, args.threshold,
                              args.size)
         _write_png(mask, mask_path)
         _write_png(overlay(image, mask), overlay_path)

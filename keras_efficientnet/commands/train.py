@@ -2,7 +2,11 @@
 
 Writes to ``--out``: ``model.keras`` (the trained model), ``log.csv`` (Keras' CSVLogger),
 ``curves.png`` (loss and accuracy per epoch) and ``summary.json`` (final validation accuracy,
-wall time, backend, settings).
+wall time, backend, settings). ``model.keras`` carries the class names and image size in its
+``keras_efficientnet.json`` entry (:mod:`keras_efficientnet.saving`).
+
+With ``--task segmentation`` it trains a U-Net, FPN or LinkNet on image/mask folders (or the
+embedded pasted-objects set) instead: :mod:`keras_efficientnet.commands.train_segmentation`.
 
 With ``--teacher`` the model is trained by knowledge distillation
 (:class:`~keras_efficientnet.training.Distiller`) from a trained teacher: a ``.keras`` file
@@ -37,7 +41,9 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="fine-tune a model on image folders (or the built-in digits)",
         description="Fine-tune an EfficientNet. Images go in one sub-directory per class; without "
-                    "--data the model is fine-tuned on scikit-learn's digits (offline).")
+                    "--data the model is fine-tuned on scikit-learn's digits (offline). With "
+                    "--task segmentation: a U-Net/FPN/LinkNet on images/ + masks/ folders (or the "
+                    "embedded pasted-objects set).")
     p.add_argument("--model", default="EfficientNetLite0", help="variant name (see: keras-efficientnet "
                    "list)")
     p.add_argument("--data", default=None, help="directory with one sub-directory of images per class "
@@ -84,6 +90,24 @@ def add_parser(subparsers):
                    help="random flips, shifts and zooms of --data training images (Keras core "
                         "layers; --no-augment to switch off; never applied to the digits)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    seg = p.add_argument_group(
+        "segmentation (--task segmentation; see docs/segmentation.md)",
+        "--data is a folder with images/ and masks/ (class-id PNGs, matching names; optional "
+        "classes.txt); without --data, the embedded pasted-objects set (offline). --model is "
+        "the encoder. Writes model.keras (with its class names and normalisation), log.csv, "
+        "curves.png (loss, mean IoU) and summary.json.")
+    seg.add_argument("--task", choices=("classification", "segmentation"),
+                     default="classification", help="what to train (default classification)")
+    seg.add_argument("--architecture", choices=("unet", "fpn", "linknet"), default="unet",
+                     help="segmentation decoder (default unet)")
+    seg.add_argument("--freeze-epochs", type=int, default=1,
+                     help="first epochs with the encoder frozen (default 1)")
+    seg.add_argument("--loss", choices=("dice_ce", "dice", "dice_focal", "ce"), default="dice_ce",
+                     help="segmentation loss (default dice_ce: Dice + cross-entropy)")
+    seg.add_argument("--crop-size", type=int, default=None,
+                     help="random square training crops of this side (a multiple of 32)")
+    seg.add_argument("--images", type=int, default=160,
+                     help="images of the embedded set to generate (without --data; default 160)")
     dist = p.add_argument_group(
         "multi-process training (JAX; see docs/distributed.md)",
         "--num-processes N alone starts N local workers; on a cluster give every host "
@@ -104,6 +128,8 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Run the command from parsed arguments; returns the exit status."""
+    if getattr(args, "task", "classification") == "segmentation":
+        return run_segmentation(args)
     kwargs = dict(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                     image_size=args.image_size, weights=args.weights, out=args.out,
                     learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
@@ -127,6 +153,36 @@ def run(args) -> int:
     print(f"validation accuracy {summary['val_accuracy']:.4f} after {epochs} "
           f"epoch{'s' if epochs != 1 else ''} "
           f"({summary['wall_time_s']:.0f} s); wrote {summary['out']}")
+    return 0
+
+
+def run_segmentation(args) -> int:
+    """``train --task segmentation``: :func:`~.train_segmentation.train_segmentation` from
+    parsed arguments; refuses the classification-only options it would ignore."""
+    given = {"--teacher": args.teacher is not None, "--num-processes": args.num_processes is not None,
+             "--coordinator": args.coordinator is not None,
+             "--process-id": args.process_id is not None,
+             "--unfreeze-blocks": args.unfreeze_blocks is not None,
+             "--trainable head": args.trainable != "all", "--dropout": args.dropout is not None,
+             "--mixed-precision": args.mixed_precision is not None}
+    unused = [flag for flag, on in given.items() if on]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} apply to classification only, not --task "
+                         "segmentation; leave them out.")
+    from .train_segmentation import train_segmentation
+
+    summary = train_segmentation(
+        model=args.model, architecture=args.architecture, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, image_size=args.image_size, weights=args.weights,
+        out=args.out, learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
+        freeze_epochs=args.freeze_epochs, loss=args.loss,
+        validation_split=args.validation_split, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, augment=args.augment, crop_size=args.crop_size,
+        images=args.images, verbose=0 if args.quiet else 1, overwrite=args.overwrite)
+    epochs = summary["epochs"]
+    print(f"validation mean IoU {summary['val_mean_iou']:.4f} after {epochs} "
+          f"epoch{'s' if epochs != 1 else ''} ({summary['wall_time_s']:.0f} s); wrote "
+          f"{summary['out']}")
     return 0
 
 
@@ -345,6 +401,11 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         if not chief:
             return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
                     "history": hist}
+        from ..saving import write_model_info
+
+        write_model_info(os.path.join(tmp_dir, "model.keras"), {
+            "task": "classification", "model": spec.name, "class_names": list(class_names),
+            "preprocessing": "in-graph", "image_size": [size, size]})
         plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
               f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
         summary = {
@@ -440,13 +501,14 @@ def _finite(v) -> bool:
     return v == v and abs(v) != float("inf")
 
 
-def plot_history(history: dict, path: str, title: str = "") -> None:
-    """Plot loss and accuracy curves (train and validation) of a Keras history to a PNG.
+def plot_history(history: dict, path: str, title: str = "", metric: str = "accuracy") -> None:
+    """Plot loss and ``metric`` curves (train and validation) of a Keras history to a PNG.
 
     Args:
         history: ``History.history``: ``{"loss": [...], "val_loss": [...], ...}``.
         path: output file.
         title: figure title.
+        metric: the history key of the second panel (``"accuracy"``, ``"mean_iou"``, ...).
 
     Example:
         >>> import os, tempfile
@@ -462,7 +524,7 @@ def plot_history(history: dict, path: str, title: str = "") -> None:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key in zip(axes, ("loss", "accuracy")):
+    for ax, key in zip(axes, ("loss", metric)):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             if prefix + key in history:
                 vals = history[prefix + key]
