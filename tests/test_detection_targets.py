@@ -330,3 +330,30 @@ def test_bad_loss_inputs_raise():
     with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\]"):
         detection_loss(np.zeros((1, 3, 2)), np.zeros((1, 3, 4)), np.zeros((1, 3)), np.zeros((1, 3, 4)),
                        label_smoothing=2.0)
+
+
+def test_fit_with_packed_outputs_trains_on_the_effdet_loss():
+    """model.fit gives a dict-output model's outputs to a loss one by one; a single packed
+    output (logits then box codes) with packed targets (class then box targets) works, and
+    the value Keras reports is detection_loss's."""
+    import keras
+
+    size = 128
+    cls_t, box_t, num, logits, codes = loss_case(6, size, batch=2)
+    a = cls_t.shape[1]
+    inputs = keras.Input((3,))
+    packed = keras.layers.Reshape((a, CLASSES + 4))(
+        keras.layers.Dense(a * (CLASSES + 4), kernel_initializer="zeros")(inputs))
+    model = keras.Model(inputs, packed)
+    model.compile(keras.optimizers.SGD(0.0), loss=EfficientDetLoss())
+    y = np.concatenate([cls_t[..., None].astype("float32"), box_t], -1)
+    x = np.ones((2, 3), "float32")
+    seen = model.evaluate(x, y, batch_size=2, verbose=0)
+    zeros = np.zeros((2, a, CLASSES), "float32"), np.zeros((2, a, 4), "float32")
+    ref = effdet_loss(effdet_config(size), size, cls_t, box_t, num, *zeros)
+    assert abs(seen - ref[0]) <= 1e-5 * ref[0]
+    model.compile(keras.optimizers.SGD(1e-3), loss=EfficientDetLoss())
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0).history["loss"]
+    assert history[-1] < history[0]
+    with pytest.raises(ValueError, match=r"y_pred must be a dict .* or one packed \(B, A, C \+ 4\)"):
+        EfficientDetLoss()(y, np.zeros((2, a, 3), "float32"))

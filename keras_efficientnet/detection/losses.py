@@ -169,8 +169,17 @@ def _pair(value, what):
         return value["classes"], value["boxes"], value.get("num_positives")
     if isinstance(value, (list, tuple)) and len(value) in (2, 3):
         return value[0], value[1], value[2] if len(value) == 3 else None
-    raise ValueError(f"{what} must be a dict {{'classes': ..., 'boxes': ...}} or a (classes, boxes) "
-                     f"pair; got {type(value).__name__}.")
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) == 3 and shape[-1] is not None:
+        # packed: y_true (B, A, 1 + 4) = class target then box targets; y_pred (B, A, C + 4) =
+        # logits then box codes (one tensor, for model.fit with a single-output model)
+        if what == "y_true" and shape[-1] == 5:
+            return value[..., 0], value[..., 1:], None
+        if what == "y_pred" and shape[-1] > 4:
+            return value[..., :-4], value[..., -4:], None
+    raise ValueError(f"{what} must be a dict {{'classes': ..., 'boxes': ...}}, a (classes, boxes) "
+                     f"pair or one packed (B, A, {'5' if what == 'y_true' else 'C + 4'}) tensor "
+                     f"(see EfficientDetLoss); got {type(value).__name__} of shape {shape}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_efficientnet")
@@ -181,7 +190,11 @@ class EfficientDetLoss(keras.losses.Loss):
     ``y_pred`` is the EfficientDet's output dict ``{"classes": (B, A, C) logits, "boxes":
     (B, A, 4)}``; ``y_true`` is ``{"classes": (B, A) class targets, "boxes": (B, A, 4) box
     targets}`` from :func:`~keras_efficientnet.detection.assign_targets_batch` (optionally with
-    ``"num_positives"``; pairs ``(classes, boxes)`` work too). The loss of each image is its
+    ``"num_positives"``; pairs ``(classes, boxes)`` work too). ``model.fit`` hands a loss each
+    output of a dict-output model separately, so for ``compile(loss=EfficientDetLoss())`` give
+    the model one output, ``concatenate([classes, boxes], axis=-1)`` ``(B, A, C + 4)``, and
+    the targets packed as ``concatenate([class_targets[..., None], box_targets], axis=-1)``
+    ``(B, A, 5)``: both layouts are recognised. The loss of each image is its
     share of effdet's batch total, so with the default ``reduction="sum"`` the value is
     effdet's total loss, and ``sample_weight`` weighs images. :func:`detection_loss` also
     returns the class and box parts.
@@ -201,6 +214,10 @@ class EfficientDetLoss(keras.losses.Loss):
         >>> y_pred = {"classes": np.zeros((1, 3069, 2), "float32"), "boxes": np.zeros((1, 3069, 4), "float32")}
         >>> loss = EfficientDetLoss()
         >>> round(float(loss({"classes": cls_t, "boxes": box_t}, y_pred)), 3)
+        31.782
+        >>> packed_true = np.concatenate([cls_t[..., None], box_t], -1)  # (1, 3069, 5)
+        >>> packed_pred = np.concatenate([y_pred["classes"], y_pred["boxes"]], -1)  # (1, 3069, 6)
+        >>> round(float(loss(packed_true, packed_pred)), 3)
         31.782
     """
 
