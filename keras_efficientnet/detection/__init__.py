@@ -1,4 +1,5 @@
-"""EfficientDet: BiFPN, class and box nets, anchors, box coding, NMS post-processing and the
+"""EfficientDet: BiFPN, class and box nets, anchors, box coding, NMS post-processing, training
+targets and loss, and the
 ``EfficientDetD0()``..``EfficientDetD7X()``, ``EfficientDetLite0()``..``Lite4()`` constructors."""
 
 from .anchors import anchors_for, decode_boxes, encode_boxes, generate_anchors  # noqa: F401
@@ -6,5 +7,7 @@ from .config import DetectionConfig, get_config, list_configs, scaled_config  # 
 from .layers import WeightedFusion  # noqa: F401
 from .model import bifpn, build_efficientdet, head, load_effdet_weights  # noqa: F401
 from .postprocess import DetectionPostProcess, batched_nms  # noqa: F401
+from .targets import assign_targets, assign_targets_batch, box_iou  # noqa: F401
+from .losses import EfficientDetLoss, detection_loss, focal_loss, huber_loss  # noqa: F401
 from .constructors import *  # noqa: F401,F403  (EfficientDetD0 .. EfficientDetD7X, EfficientDetLite0 .. 4)
 from .constructors import efficientdet  # noqa: F401
