@@ -77,6 +77,9 @@ class ExportResult:
         max_abs_diff: max |artifact - Keras| over the verification outputs (None if not verified).
         mean_abs_diff: mean |artifact - Keras|.
         top1_agreement: fraction of verification inputs with the same arg-max class.
+        pixel_agreement: for a dense-prediction model (``(N, H, W, C)`` output, e.g. a U-Net),
+            the fraction of output pixels with the same class (arg-max over ``C``; the sign of
+            the logit, i.e. a 0.5 probability, for one channel).
         num_samples: number of verification inputs.
     """
 
@@ -88,6 +91,7 @@ class ExportResult:
     max_abs_diff: float | None = None
     mean_abs_diff: float | None = None
     top1_agreement: float | None = None
+    pixel_agreement: float | None = None
     num_samples: int = 0
 
     def summary(self) -> str:
@@ -99,6 +103,8 @@ class ExportResult:
                      f"{self.max_abs_diff:.3g}, mean abs diff {self.mean_abs_diff:.3g}")
             if self.top1_agreement is not None:
                 text += f", top-1 agreement {self.top1_agreement:.0%}"
+            if self.pixel_agreement is not None:
+                text += f", pixel agreement {self.pixel_agreement:.2%}"
         return text
 
 
@@ -108,6 +114,48 @@ class ExportResult:
 
 def _channels_last(shape) -> bool:
     return not (shape[1] in (1, 3) and shape[-1] not in (1, 3))
+
+
+def _spatial(model):
+    shape = tuple(model.input_shape)
+    return (shape[1], shape[2]) if _channels_last(shape) else (shape[2], shape[3])
+
+
+def fix_input_size(model, size):
+    """A copy of a functional ``model`` whose input has the fixed spatial ``size``, same weights.
+
+    For a model built with a free input size (``(None, None, 3)``, e.g. a U-Net of
+    :mod:`keras_efficientnet.segmentation`) that has to be exported or served at one size.
+    A model whose size is already fixed must be given that size.
+
+    Raises:
+        ValueError: ``model`` has a different fixed size, or is not a functional image model.
+
+    Example:
+        >>> from keras_efficientnet.segmentation import Unet
+        >>> from keras_efficientnet.export import fix_input_size
+        >>> fix_input_size(Unet("EfficientNetB0", classes=2), (64, 96)).output_shape
+        (None, 64, 96, 2)
+    """
+    import keras
+
+    h, w = (int(v) for v in size)
+    shape = tuple(model.input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"fix_input_size needs an image model with 4-D input, got {shape}.")
+    spatial = _spatial(model)
+    if all(d is not None for d in spatial):
+        if tuple(spatial) != (h, w):
+            raise ValueError(f"The model takes {spatial[0]}x{spatial[1]} images, not {h}x{w}.")
+        return model
+    new = (h, w, shape[3]) if _channels_last(shape) else (shape[1], h, w)
+    try:
+        clone = keras.models.clone_model(model, input_tensors=keras.Input(new, name=model.inputs[0].name))
+    except Exception as err:
+        raise ValueError(f"Cannot give {model.name!r} a fixed input size ({type(err).__name__}: "
+                         f"{str(err)[:200]}); build it with input_shape={new}.") from None
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def _image_size(model, images=None):
@@ -178,6 +226,24 @@ def load_images(source, size=None) -> np.ndarray:
         array = np.stack([np.asarray(Image.fromarray(np.clip(a, 0, 255).astype("uint8")).resize(
             (int(size[1]), int(size[0])), Image.BILINEAR), "float32") for a in array])
     return array
+
+
+def _ends_in_logits(model) -> bool:
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return False
+    activation = getattr(last, "activation", None)
+    return activation is None or getattr(activation, "__name__", "") == "linear"
+
+
+def _pixel_agreement(got, expected, logits=True) -> float:
+    """Share of pixels of two ``(N, H, W, C)`` outputs with the same class."""
+    if expected.shape[-1] == 1:
+        cut = 0.0 if logits else 0.5
+        return float(np.mean((got[..., 0] > cut) == (expected[..., 0] > cut)))
+    return float(np.mean(got.argmax(-1) == expected.argmax(-1)))
 
 
 def _to_layout(images, channels_last):
@@ -556,7 +622,15 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' calibrates on representative_data: pass an array of "
                          "0-255 images or a folder of typical input images.")
-    size, channels_last = _image_size(model)
+    sample = next((np.asarray(d) for d in (representative_data, verify_data)
+                   if d is not None and not isinstance(d, (str, os.PathLike))), None)
+    size, channels_last = _image_size(model, sample if sample is None or sample.ndim == 4 else None)
+    if format == "tflite" and None in _spatial(model):
+        # TFLite's converter loses the channel count of a free-size decoder's upsampling and
+        # then refuses its convolutions: give the artifact the fixed size it will run at
+        logger.warning("The model takes any image size; the %s artifact takes %sx%s (the size "
+                       "of the representative/verification data, else 224).", format, *size)
+        model = fix_input_size(model, size)
     representative = None
     if representative_data is not None:
         representative = _to_layout(load_images(representative_data, size), channels_last)
@@ -598,6 +672,8 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             result.num_samples = len(check)
             if expected.ndim == 2 and expected.shape[-1] > 1:
                 result.top1_agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+            elif expected.ndim == 4 and channels_last:
+                result.pixel_agreement = _pixel_agreement(got, expected, _ends_in_logits(model))
         for tmp_part, part in zip(_companions(tmp_artifact, format), companions):
             _place(tmp_part, part, overwrite=overwrite)  # the weights before the graph
         _place(tmp_artifact, target, overwrite=overwrite)

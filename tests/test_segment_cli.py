@@ -52,12 +52,13 @@ def photo():
     pytest.param("onnx", "Unet"),
     pytest.param("tflite", "FPN", marks=quick_on("tensorflow")),
     pytest.param("openvino", "Unet", marks=quick_on("torch")),
+    pytest.param("saved_model", "Unet", marks=quick_on("jax")),
 ])
 def test_segmentation_model_exports(tmp_path, fmt, arch):
     model = _unet(classes=3, activation=None, arch=arch, seed=1)
     rng = np.random.default_rng(3)
     x = normalize(rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32"), "imagenet")
-    path = str(tmp_path / f"seg{EXTENSIONS[fmt]}")
+    path = str(tmp_path / f"seg{EXTENSIONS.get(fmt, '')}")  # saved_model: a folder
     result = export(model, path, format=fmt, verify_data=x)
     expected = np.asarray(model.predict_on_batch(x))
     got = run_artifact(result.path, fmt, x)
@@ -71,6 +72,7 @@ def test_segmentation_model_exports(tmp_path, fmt, arch):
     assert clear.mean() > 0.9
     assert (got.argmax(-1) == expected.argmax(-1))[clear].all()
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4 * max(1.0, scale)
+    assert result.pixel_agreement == float(np.mean(got.argmax(-1) == expected.argmax(-1)))
 
 
 # -------------------------------------------------------------------------------- the command

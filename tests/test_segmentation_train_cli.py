@@ -152,3 +152,26 @@ def test_existing_outputs_are_kept(tmp_path, capsys):
                    "--weights", "none", "--out", str(out), "--quiet"])
     assert status == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "model.keras").read_bytes() == b"precious"
+
+
+def test_int8_tflite_of_the_trained_model(trained, tmp_path):
+    """Full-integer TFLite of the free-size trained U-Net: calibrated on its training images,
+    fixed to their size, and its per-pixel classes agree with the Keras model's."""
+    from keras_efficientnet.export import export, run_artifact
+    from keras_efficientnet.segmentation.data import split
+    from keras_efficientnet.segmentation.datasets import pasted_objects
+
+    x, y, _ = pasted_objects(IMAGES, 64, seed=0)
+    (x_train, _), (x_val, _) = split(x, y, 0.2, seed=0)
+    model = keras.saving.load_model(trained / "model.keras", compile=False)
+    assert model.input_shape == (None, None, None, 3)
+    rep = normalize(x_train.astype("float32"), "imagenet")
+    val = normalize(x_val.astype("float32"), "imagenet")
+    result = export(model, str(tmp_path / "unet_int8.tflite"), format="tflite", quantize="int8",
+                    representative_data=rep, verify_data=val)
+    got = run_artifact(result.path, "tflite", val)
+    expected = np.asarray(model.predict_on_batch(val))
+    assert got.shape == expected.shape == (2, 64, 64, 3)
+    agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+    assert result.pixel_agreement == agreement
+    assert agreement > 0.9, agreement

@@ -147,4 +147,8 @@ def load_model_file(path: str, image_size=None):
     if image_size and all(d is not None for d in spatial) and spatial != (image_size, image_size):
         raise ValueError(f"--model {path!r} takes {spatial} images; --image-size {image_size} "
                          "does not fit it (leave --image-size out).")
+    if image_size and None in spatial:  # a free-size model (e.g. a U-Net) exported at one size
+        from ..export import fix_input_size
+
+        model = fix_input_size(model, (image_size, image_size))
     return model
