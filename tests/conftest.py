@@ -60,7 +60,7 @@ def quick_on(*backends):
 
 
 def rotate(cases, everywhere=(), among=BACKENDS):
-    """``cases`` as ``pytest.param``\ s, each quick on one backend of ``among`` in turn (and on
+    """``cases`` as ``pytest.param`` objects, each quick on one backend of ``among`` in turn (and on
     every backend for the cases in ``everywhere``): every case runs on some backend in the
     quick suite and on all of them in the full one."""
     params, i = [], 0

@@ -120,7 +120,7 @@ def train_segmentation(model="EfficientNetLite0", architecture="unet", data=None
     from ..segmentation.recipe import compile_segmentation, fit_segmentation
     from ..segmentation.encoders import encoder_plan
     from ..validation import prepare_output
-    from .train import _check_args, _check_out, _finite, plot_history
+    from .outputs import _check_args, _check_out, _finite, plot_history
 
     architecture = str(architecture).lower()
     if architecture not in ARCHITECTURES:
