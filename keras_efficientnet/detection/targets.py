@@ -108,6 +108,22 @@ def _check_thresholds(match_threshold, unmatched_threshold):
     return float(match_threshold), float(unmatched_threshold)
 
 
+def _check_common(num_classes, class_offset, anchors, match_threshold, unmatched_threshold):
+    """The checks :func:`assign_targets` and :func:`assign_targets_batch` share; returns
+    ``(anchors as float32, match_threshold, unmatched_threshold)``."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    if isinstance(class_offset, bool) or not isinstance(class_offset, (int, np.integer)):
+        raise ValueError(f"class_offset must be an integer; got {class_offset!r}.")
+    match_threshold, unmatched_threshold = _check_thresholds(match_threshold, unmatched_threshold)
+    anchors = np.asarray(anchors, "float32")
+    if anchors.ndim != 2 or anchors.shape[1] != 4 or not len(anchors):
+        raise ValueError(f"anchors must be (A, 4) (ymin, xmin, ymax, xmax), e.g. anchors_for(config, "
+                         f"image_size); got shape {anchors.shape}.")
+    return anchors, match_threshold, unmatched_threshold
+
+
 def _clean(boxes, classes, num_classes, image_size, class_offset, tolerance, where=""):
     """Validated ``(boxes (N, 4) float32, 0-based classes (N,) int64)`` with padding rows
     dropped."""
@@ -218,16 +234,8 @@ def assign_targets(boxes, classes, anchors, *, num_classes: int, image_size,
         >>> assign_targets(np.zeros((0, 4)), [], anchors, num_classes=3, image_size=128)[2]
         0
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
-    if isinstance(class_offset, bool) or not isinstance(class_offset, (int, np.integer)):
-        raise ValueError(f"class_offset must be an integer; got {class_offset!r}.")
-    match_threshold, unmatched_threshold = _check_thresholds(match_threshold, unmatched_threshold)
-    anchors = np.asarray(anchors, "float32")
-    if anchors.ndim != 2 or anchors.shape[1] != 4 or not len(anchors):
-        raise ValueError(f"anchors must be (A, 4) (ymin, xmin, ymax, xmax), e.g. anchors_for(config, "
-                         f"image_size); got shape {anchors.shape}.")
+    anchors, match_threshold, unmatched_threshold = _check_common(
+        num_classes, class_offset, anchors, match_threshold, unmatched_threshold)
     boxes, classes = _clean(boxes, classes, int(num_classes), _image_size(image_size),
                             int(class_offset), float(tolerance))
     return _assign(boxes, classes, anchors, match_threshold, unmatched_threshold)
@@ -279,16 +287,8 @@ def assign_targets_batch(boxes, classes, anchors, *, num_classes: int, image_siz
     if len(boxes) != len(classes):
         raise ValueError(f"boxes hold {len(boxes)} images and classes {len(classes)}; give one "
                          f"(boxes, classes) pair per image.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
-    if isinstance(class_offset, bool) or not isinstance(class_offset, (int, np.integer)):
-        raise ValueError(f"class_offset must be an integer; got {class_offset!r}.")
-    match_threshold, unmatched_threshold = _check_thresholds(match_threshold, unmatched_threshold)
-    anchors = np.asarray(anchors, "float32")
-    if anchors.ndim != 2 or anchors.shape[1] != 4 or not len(anchors):
-        raise ValueError(f"anchors must be (A, 4) (ymin, xmin, ymax, xmax), e.g. anchors_for(config, "
-                         f"image_size); got shape {anchors.shape}.")
+    anchors, match_threshold, unmatched_threshold = _check_common(
+        num_classes, class_offset, anchors, match_threshold, unmatched_threshold)
     size = _image_size(image_size)
     cls_out, box_out, pos_out = [], [], []
     for i, (b, c) in enumerate(zip(boxes, classes)):
