@@ -25,7 +25,9 @@ def inspect_checkpoint(path) -> dict:
         ``{"format": ..., "variant": ..., "classes": n or None, ...}``; ``classes`` is None
         when the file has no classifier. ``variant`` is None when the tensors fit variants of
         different conventions and nothing in the file says which; then ``candidates`` lists
-        them and ``ambiguous`` says how to choose.
+        them and ``ambiguous`` says how to choose. For a segmentation-models-pytorch
+        checkpoint, :func:`keras_efficientnet.segmentation.inspect_checkpoint`'s dict
+        (``"format": "smp"``).
 
     Raises:
         ValueError: for a missing, corrupt or unsupported file, or one whose variant cannot
@@ -41,7 +43,11 @@ def inspect_checkpoint(path) -> dict:
         >>> info["format"], info["variant"], info["classes"]
         ('keras_efficientnet_h5', 'tv_efficientnet_b0', 3)
     """
+    from ..segmentation import checkpoint as smp_checkpoint
+
     path = os.fspath(path)
+    if smp_checkpoint.is_smp_checkpoint(path):
+        return smp_checkpoint.inspect_checkpoint(path)
     fmt = detect_format(path)
     info = dict(infer_checkpoint(path, fmt))
     info["format"] = fmt
@@ -53,12 +59,16 @@ def from_checkpoint(path, **kwargs):
 
     Supported: torchvision and timm state dicts, efficientnet_pytorch files, keras.applications
     ``.h5`` weights and files written by :func:`keras_efficientnet.save_weights` (any format
-    registered with an ``infer`` hook). The variant, and with it the padding, BatchNorm
+    registered with an ``infer`` hook), and segmentation-models-pytorch U-Net, FPN and LinkNet
+    checkpoints (a ``save_pretrained`` folder or a state-dict file: the segmentation model
+    is built by :func:`keras_efficientnet.segmentation.from_checkpoint`). The variant, and with it the padding, BatchNorm
     epsilon and in-graph preprocessing, and the classifier's width come from the file.
 
     Args:
         path: the checkpoint file.
-        **kwargs: any :func:`~keras_efficientnet.create_model` argument except ``weights``.
+        **kwargs: any :func:`~keras_efficientnet.create_model` argument except ``weights``
+            (for an smp checkpoint: the arguments of
+            :func:`keras_efficientnet.segmentation.from_checkpoint`).
             ``classes`` may be given, but must equal the file's classifier width.
             ``include_top=False`` drops the file's classifier on purpose (logged at INFO on
             the ``"keras_efficientnet"`` logger). Without ``include_top``, the model has a
@@ -83,9 +93,12 @@ def from_checkpoint(path, **kwargs):
         >>> model.name, model.output_shape
         ('tv_efficientnet_b0', (None, 7))
     """
+    from ..segmentation import checkpoint as smp_checkpoint
     from .constructors import create_model
 
     path = os.fspath(path)
+    if smp_checkpoint.is_smp_checkpoint(path):
+        return smp_checkpoint.from_checkpoint(path, **kwargs)
     if "weights" in kwargs:
         raise ValueError("from_checkpoint loads the weights of `path`; do not pass weights=. "
                          "Use create_model(name, weights=...) to load other weights.")

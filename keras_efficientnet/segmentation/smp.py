@@ -105,6 +105,16 @@ def _encoder_arrays(encoder_state, plan, source):
 
     spec = get_spec(plan.variant)
     consumed = {}
+    encoder_state = dict(encoder_state)
+    stem_key = next((k for k in ("_conv_stem.weight", "conv_stem.weight", "model.conv_stem.weight")
+                     if k in encoder_state), None)
+    stem = encoder_state.get(stem_key)
+    if stem is not None and stem.ndim == 4 and stem.shape[1] != 3:
+        # smp's in_channels=1, 4, ...: the converters know RGB stems; convert with a stand-in
+        # and put the real kernel back (Conv2d (out, in, kh, kw) -> Keras (kh, kw, in, out))
+        encoder_state[stem_key] = np.zeros((stem.shape[0], 3) + stem.shape[2:], "float32")
+    else:
+        stem = None
     if plan.smp_kind == "efficientnet_pytorch":
         converted = ep.convert_state_dict(encoder_state, spec, source=source)
     elif plan.smp_kind in ("timm", "timm_universal"):
@@ -119,6 +129,9 @@ def _encoder_arrays(encoder_state, plan, source):
                          "model with backbone_name set to the smp encoder name it was trained with "
                          "(efficientnet-b0, timm-efficientnet-b0, tu-tf_efficientnet_b0, ...).")
     arrays = {}
+    if stem is not None:
+        converted.arrays["stem_conv/kernel"] = np.ascontiguousarray(
+            np.transpose(stem, (2, 3, 1, 0))).astype("float32")
     for name, value in converted.arrays.items():
         if name.startswith(("top_conv/", "top_bn/")):
             consumed.setdefault(name, "encoder head convolution, not read by the decoder")

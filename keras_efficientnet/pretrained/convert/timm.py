@@ -452,8 +452,9 @@ def check_conventions(path: str, state: dict, spec) -> None:
                          "weights=path) or keras_efficientnet.from_checkpoint(path).")
 
 
-def candidates(state: dict) -> list[str]:
-    """The timm variant names whose tensors (names and shapes) are exactly ``state``'s.
+def candidates(state: dict, head: bool = True) -> list[str]:
+    """The timm variant names whose tensors (names and shapes) are exactly ``state``'s;
+    ``head=False`` for a ``features_only`` backbone (see :func:`expected_tensors`).
 
     Names that differ only in conventions the tensors do not record (padding, BatchNorm
     epsilon: ``efficientnet_b0`` and ``tf_efficientnet_b0``) all match.
@@ -461,12 +462,12 @@ def candidates(state: dict) -> list[str]:
     from ...specs.variants import TIMM_NAMES, VARIANTS
 
     have = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(".num_batches_tracked")}
-    classes = _classes(state)
+    classes = _classes(state) if head else None
     stem = have.get("conv_stem.weight")
     found = []
     for name in TIMM_NAMES:
         try:
-            entries = expected_tensors(VARIANTS[name], classes)
+            entries = expected_tensors(VARIANTS[name], classes, head=head)
         except ValueError:
             continue
         if entries[0][3] != stem or len(entries) != len(have):
