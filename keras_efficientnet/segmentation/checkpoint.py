@@ -95,7 +95,8 @@ def is_smp_checkpoint(path) -> bool:
     path = os.fspath(path)
     if os.path.isdir(path):
         try:
-            config = json.load(open(os.path.join(path, "config.json"), encoding="utf-8"))
+            with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+                config = json.load(f)
         except (OSError, ValueError):
             return False
         return isinstance(config, dict) and "_model_class" in config and "encoder_name" in config

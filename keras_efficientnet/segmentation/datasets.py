@@ -75,7 +75,7 @@ def _resize(array, size, nearest=False):
         (w, h), Image.NEAREST if nearest else Image.BILINEAR))
 
 
-def pasted_objects(count=96, image_size=64, seed=0, max_objects=3):
+def pasted_objects(count=96, image_size=64, seed=0, max_objects=3, return_instances=False):
     """Images of horses and coins pasted on real photos, with their class-id masks.
 
     Args:
@@ -83,10 +83,14 @@ def pasted_objects(count=96, image_size=64, seed=0, max_objects=3):
         image_size: side of the square images (a multiple of 32).
         seed: the same seed gives the same images.
         max_objects: each image gets 1 to ``max_objects`` objects.
+        return_instances: also return the instance map (the images and masks are the same
+            either way).
 
     Returns:
         ``(images, masks, class_names)``: uint8 ``(count, S, S, 3)``, uint8 ``(count, S, S)``
-        with ids into :data:`CLASS_NAMES` (0 background, 1 horse, 2 coin).
+        with ids into :data:`CLASS_NAMES` (0 background, 1 horse, 2 coin); with
+        ``return_instances``, a fourth uint8 ``(count, S, S)`` array numbering each image's
+        pasted objects 1, 2, ... in pasting order where they are visible (0 elsewhere).
 
     Example:
         >>> from keras_efficientnet.segmentation.datasets import pasted_objects
@@ -104,13 +108,14 @@ def pasted_objects(count=96, image_size=64, seed=0, max_objects=3):
     rng = np.random.default_rng(seed)
     images = np.empty((count, size, size, 3), "uint8")
     masks = np.zeros((count, size, size), "uint8")
+    instances = np.zeros((count, size, size), "uint8")
     for i in range(count):
         bg = backgrounds[rng.integers(len(backgrounds))]
         side = int(rng.integers(min(bg.shape[:2]) // 3, min(bg.shape[:2]) + 1))
         top, left = rng.integers(0, bg.shape[0] - side + 1), rng.integers(0, bg.shape[1] - side + 1)
         image = _resize(bg[top:top + side, left:left + side], (size, size)).copy()
         mask = masks[i]
-        for _ in range(int(rng.integers(1, max_objects + 1))):
+        for k in range(int(rng.integers(1, max_objects + 1))):
             cls = int(rng.integers(1, 3))
             obj, obj_mask = horse if cls == 1 else coins[rng.integers(len(coins))]
             scale = rng.uniform(0.35, 0.75) if cls == 1 else rng.uniform(0.2, 0.45)
@@ -125,7 +130,10 @@ def pasted_objects(count=96, image_size=64, seed=0, max_objects=3):
             region = image[r:r + h, c:c + w]
             region[obj_mask] = obj[obj_mask]
             mask[r:r + h, c:c + w][obj_mask] = cls
+            instances[i, r:r + h, c:c + w][obj_mask] = k + 1
         images[i] = image
+    if return_instances:
+        return images, masks, CLASS_NAMES, instances
     return images, masks, CLASS_NAMES
 
 
