@@ -113,12 +113,10 @@ def _encoder_name(state, source):
     from ..pretrained.convert import efficientnet_pytorch as ep
     from ..pretrained.convert import timm as timm_convert
     from .encoders import SMP_EFFICIENTNET
+    from .smp import rgb_stand_in
 
     enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    for stem in ("_conv_stem.weight", "conv_stem.weight", "model.conv_stem.weight"):
-        if stem in enc and np.shape(enc[stem])[1] != 3:  # in_channels=1, 4...: match as RGB
-            shape = np.shape(enc[stem])
-            enc[stem] = np.zeros((shape[0], 3) + tuple(shape[2:]), "float32")
+    enc, _ = rgb_stand_in(enc)  # in_channels=1, 4, ...: matched as RGB
     if "_conv_stem.weight" in enc:
         variant = ep._match({k: v for k, v in enc.items() if not k.startswith("_fc.")})
         name = {v[0]: k for k, v in SMP_EFFICIENTNET.items()}.get(variant)
@@ -189,10 +187,11 @@ def _from_tensors(state, source):
 
 
 def _stem_channels(state):
-    for key in ("encoder._conv_stem.weight", "encoder.conv_stem.weight",
-                "encoder.model.conv_stem.weight"):
-        if key in state:
-            return int(np.shape(state[key])[1])
+    from .smp import STEM_KEYS
+
+    for key in STEM_KEYS:
+        if f"encoder.{key}" in state:
+            return int(np.shape(state[f"encoder.{key}"])[1])
     return 3
 
 
@@ -207,9 +206,10 @@ def _read(path, backbone_name=None):
         if config["_model_class"] not in ARCHITECTURES:
             raise ValueError(f"{source} is an smp {config['_model_class']}; this package builds "
                              f"smp's {', '.join(ARCHITECTURES)} only.")
-        state = dict(read_state_dict(_weights_in(path)))
+        weights = _weights_in(path)
+        state = dict(read_state_dict(weights))
         if not _is_smp_state(state):
-            raise ValueError(f"{_weights_in(path)!r} does not hold an smp model's tensors.")
+            raise ValueError(f"{weights!r} does not hold an smp model's tensors.")
         state = _model_part(state, source)
         found = _from_tensors(state, source)
         config = {**found, **config}

@@ -98,6 +98,31 @@ def _layer_param(layer, param: str, value):
     return "kernel", np.transpose(value, (2, 3, 1, 0))
 
 
+#: The stem convolution of each smp encoder kind, relative to ``encoder.``: efficientnet_pytorch
+#: (``efficientnet-b*``), timm (``timm-efficientnet-b*``), timm features_only (``tu-*``).
+STEM_KEYS = ("_conv_stem.weight", "conv_stem.weight", "model.conv_stem.weight")
+
+
+def rgb_stand_in(encoder_state):
+    """``(state, stem)``: for an encoder of smp's ``in_channels`` other than 3, a copy of
+    ``encoder_state`` whose stem kernel is a zero RGB stand-in (the converters and the variant
+    matching know RGB stems) and the real kernel; else ``(encoder_state, None)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_efficientnet.segmentation.smp import rgb_stand_in
+        >>> state, stem = rgb_stand_in({"conv_stem.weight": np.ones((32, 1, 3, 3))})
+        >>> state["conv_stem.weight"].shape, stem.shape
+        ((32, 3, 3, 3), (32, 1, 3, 3))
+    """
+    key = next((k for k in STEM_KEYS if k in encoder_state), None)
+    stem = encoder_state.get(key)
+    if stem is None or np.ndim(stem) != 4 or np.shape(stem)[1] == 3:
+        return encoder_state, None
+    shape = np.shape(stem)
+    return {**encoder_state, key: np.zeros((shape[0], 3) + tuple(shape[2:]), "float32")}, stem
+
+
 def _encoder_arrays(encoder_state, plan, source):
     from ..pretrained.convert import efficientnet_pytorch as ep
     from ..pretrained.convert import timm as timm_convert
@@ -105,16 +130,9 @@ def _encoder_arrays(encoder_state, plan, source):
 
     spec = get_spec(plan.variant)
     consumed = {}
-    encoder_state = dict(encoder_state)
-    stem_key = next((k for k in ("_conv_stem.weight", "conv_stem.weight", "model.conv_stem.weight")
-                     if k in encoder_state), None)
-    stem = encoder_state.get(stem_key)
-    if stem is not None and stem.ndim == 4 and stem.shape[1] != 3:
-        # smp's in_channels=1, 4, ...: the converters know RGB stems; convert with a stand-in
-        # and put the real kernel back (Conv2d (out, in, kh, kw) -> Keras (kh, kw, in, out))
-        encoder_state[stem_key] = np.zeros((stem.shape[0], 3) + stem.shape[2:], "float32")
-    else:
-        stem = None
+    # the real stem kernel is put back after conversion (Conv2d (out, in, kh, kw) -> Keras
+    # (kh, kw, in, out))
+    encoder_state, stem = rgb_stand_in(encoder_state)
     if plan.smp_kind == "efficientnet_pytorch":
         converted = ep.convert_state_dict(encoder_state, spec, source=source)
     elif plan.smp_kind in ("timm", "timm_universal"):
