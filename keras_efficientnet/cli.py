@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-command modules under keras_efficientnet.commands, in help order.
-COMMANDS = ["classify", "segment", "train", "export", "list"]
+COMMANDS = ["classify", "segment", "detect", "train", "export", "list"]
 
 
 #: errors that bad input, a bad environment or the user cause: one line and exit status 2.

@@ -98,8 +98,10 @@ def add_parser(subparsers):
         "classes.txt); without --data, the embedded pasted-objects set (offline). --model is "
         "the encoder. Writes model.keras (with its class names and normalisation), log.csv, "
         "curves.png (loss, mean IoU) and summary.json.")
-    seg.add_argument("--task", choices=("classification", "segmentation"),
-                     default="classification", help="what to train (default classification)")
+    seg.add_argument("--task", choices=("classification", "segmentation", "detection"),
+                     default="classification",
+                     help="what to train (default classification; detection: an EfficientDet "
+                          "on COCO-format --data, see docs/detection.md)")
     seg.add_argument("--architecture", choices=("unet", "fpn", "linknet"), default="unet",
                      help="segmentation decoder (default unet)")
     seg.add_argument("--freeze-epochs", type=int, default=1,
@@ -108,8 +110,9 @@ def add_parser(subparsers):
                      help="segmentation loss (default dice_ce: Dice + cross-entropy)")
     seg.add_argument("--crop-size", type=int, default=None,
                      help="random square training crops of this side (a multiple of 32)")
-    seg.add_argument("--images", type=int, default=160,
-                     help="images of the embedded set to generate (without --data; default 160)")
+    seg.add_argument("--images", type=int, default=None,
+                     help="images of the embedded set to generate (without --data; default 160 "
+                          "for segmentation, 96 for detection)")
     dist = p.add_argument_group(
         "multi-process training (JAX; see docs/distributed.md)",
         "--num-processes N alone starts N local workers; on a cluster give every host "
@@ -132,6 +135,8 @@ def run(args) -> int:
     """Run the command from parsed arguments; returns the exit status."""
     if getattr(args, "task", "classification") == "segmentation":
         return run_segmentation(args)
+    if getattr(args, "task", "classification") == "detection":
+        return run_detection(args)
     kwargs = dict(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                     image_size=args.image_size, weights=args.weights, out=args.out,
                     learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
@@ -158,19 +163,24 @@ def run(args) -> int:
     return 0
 
 
-def run_segmentation(args) -> int:
-    """``train --task segmentation``: :func:`~.train_segmentation.train_segmentation` from
-    parsed arguments; refuses the classification-only options it would ignore."""
+def _refuse_unused(args, task, segmentation_flags=None):
     given = {"--teacher": args.teacher is not None, "--num-processes": args.num_processes is not None,
              "--coordinator": args.coordinator is not None,
              "--process-id": args.process_id is not None,
              "--unfreeze-blocks": args.unfreeze_blocks is not None,
              "--trainable head": args.trainable != "all", "--dropout": args.dropout is not None,
              "--mixed-precision": args.mixed_precision is not None}
-    unused = [flag for flag, on in given.items() if on]
-    if unused:
-        raise ValueError(f"{', '.join(unused)} apply to classification only, not --task "
-                         "segmentation; leave them out.")
+    for flags, only in ((given, "classification"), (segmentation_flags or {}, "segmentation")):
+        unused = [flag for flag, on in flags.items() if on]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} apply to {only} only, not --task {task}; "
+                             "leave them out.")
+
+
+def run_segmentation(args) -> int:
+    """``train --task segmentation``: :func:`~.train_segmentation.train_segmentation` from
+    parsed arguments; refuses the classification-only options it would ignore."""
+    _refuse_unused(args, "segmentation")
     from .train_segmentation import train_segmentation
 
     summary = train_segmentation(
@@ -180,11 +190,37 @@ def run_segmentation(args) -> int:
         freeze_epochs=args.freeze_epochs, loss=args.loss,
         validation_split=args.validation_split, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, crop_size=args.crop_size,
-        images=args.images, verbose=0 if args.quiet else 1, overwrite=args.overwrite)
+        images=160 if args.images is None else args.images, verbose=0 if args.quiet else 1,
+        overwrite=args.overwrite)
     epochs = summary["epochs"]
     print(f"validation mean IoU {summary['val_mean_iou']:.4f} after {epochs} "
           f"epoch{'s' if epochs != 1 else ''} ({summary['wall_time_s']:.0f} s); wrote "
           f"{summary['out']}")
+    return 0
+
+
+def run_detection(args) -> int:
+    """``train --task detection``: :func:`~.train_detection.train_detection` from parsed
+    arguments; refuses the options it would ignore."""
+    _refuse_unused(args, "detection", {"--architecture": args.architecture != "unet",
+                                       "--freeze-epochs": args.freeze_epochs != 1,
+                                       "--loss": args.loss != "dice_ce",
+                                       "--crop-size": args.crop_size is not None})
+    from .train_detection import train_detection
+
+    model = "EfficientDetLite0" if args.model == "EfficientNetLite0" else args.model
+    summary = train_detection(
+        model=model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, weights=args.weights, out=args.out,
+        learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
+        validation_split=args.validation_split, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, augment=args.augment,
+        images=96 if args.images is None else args.images, verbose=0 if args.quiet else 1,
+        overwrite=args.overwrite)
+    epochs = summary["epochs"]
+    print(f"validation COCO AP {summary['coco']['AP']:.4f} (AP50 {summary['coco']['AP50']:.4f}) "
+          f"after {epochs} epoch{'s' if epochs != 1 else ''} ({summary['wall_time_s']:.0f} s); "
+          f"wrote {summary['out']}")
     return 0
 
 

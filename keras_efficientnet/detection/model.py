@@ -19,6 +19,8 @@ box regressions ``(ty, tx, th, tw)``, in effdet's anchor order (level, row, colu
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from ..layers.common import standardize_data_format
@@ -56,9 +58,24 @@ def _resample(x, in_channels, in_size, out_size, config, axis, data_format, pref
     return x
 
 
-def _separable(filters, config, use_bias, data_format, name):
+#: the class net's initial foreground probability (focal-loss paper; effdet's class-net bias).
+PRIOR_PROBABILITY = 0.01
+
+
+def _separable(filters, config, use_bias, data_format, name, head_init=None):
+    """A 3x3 separable convolution; ``head_init`` ("conv", "class" or "box") initialises it as
+    effdet initialises its class and box nets: weights N(0, 0.01), biases 0, and the class
+    prediction's bias ``-log((1 - p) / p)`` so every anchor starts at foreground probability
+    :data:`PRIOR_PROBABILITY` (without it the focal loss of the many negatives swamps the
+    first steps)."""
+    kwargs = {}
+    if head_init is not None:
+        bias = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY) if head_init == "class" else 0.0
+        kwargs = dict(depthwise_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                      pointwise_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                      bias_initializer=keras.initializers.Constant(bias))
     return keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=use_bias,
-                                        data_format=data_format, name=name)
+                                        data_format=data_format, name=name, **kwargs)
 
 
 def bifpn(features, config: DetectionConfig, image_size, data_format=None):
@@ -137,9 +154,10 @@ def head(features, config: DetectionConfig, num_outputs: int, kind: str, data_fo
     data_format = standardize_data_format(data_format)
     axis = -1 if data_format == "channels_last" else 1
     convs = [_separable(config.fpn_channels, config, config.redundant_bias, data_format,
-                        f"{kind}_net_conv{k}") for k in range(config.box_class_repeats)]
+                        f"{kind}_net_conv{k}", head_init="conv")
+             for k in range(config.box_class_repeats)]
     predict = _separable(num_outputs * config.num_anchors, config, True, data_format,
-                         f"{kind}_net_predict")
+                         f"{kind}_net_predict", head_init=kind)
     outputs = []
     for i, x in enumerate(features):
         level = config.min_level + i

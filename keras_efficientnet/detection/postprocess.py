@@ -58,6 +58,17 @@ def _iou_one_to_many(box, boxes):
     return inter / (area_a + area_b - inter)
 
 
+def _argmax(x):
+    """``argmax(x, axis=1)`` as int32. On TensorFlow the plain ``tf.argmax``: Keras' float
+    ``ops.argmax`` adds a negative-zero fix built on ``BitwiseAnd``, an op TFLite does not
+    have, which kept the NMS loop out of TFLite (scores here are never -0.0)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=1, output_type=tf.int32)
+    return ops.cast(ops.argmax(x, axis=1), "int32")
+
+
 def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_detections: int = 100,
                 score_threshold=None):
     """Greedy per-class NMS with a fixed output size, in ``keras.ops``.
@@ -106,7 +117,7 @@ def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_detectio
 
     def step(i, state):
         live, indices, valid = state
-        best = ops.cast(ops.argmax(live, axis=1), "int32")  # (B,)
+        best = _argmax(live)  # (B,)
         best_score = ops.take_along_axis(live, best[:, None], axis=1)[:, 0]
         ok = best_score > _SUPPRESSED / 2
         best_box = ops.take_along_axis(boxes, ops.repeat(best[:, None, None], 4, axis=2), axis=1)
