@@ -188,7 +188,10 @@ def create_feature_extractor(model_or_name, out_names=None, out_indices=None, sp
         **kwargs: other :func:`~keras_efficientnet.build_efficientnet` arguments when building.
 
     Returns:
-        A ``keras.Model`` with dict outputs keyed by level name.
+        A ``keras.Model`` with dict outputs keyed by level name. Its ``pyramid_outputs``
+        attribute holds the same dict, as keras-hub backbones have it, so the extractor can be
+        the ``image_encoder`` of keras-hub's ``RetinaNetBackbone`` or ``DeepLabV3Backbone``
+        (``tests/test_keras_hub.py``).
 
     Raises:
         ValueError: for unknown levels, or a model whose layers do not match the spec.
@@ -232,4 +235,8 @@ def create_feature_extractor(model_or_name, out_names=None, out_indices=None, sp
                              "spec. Pass spec=.")
         outputs[info.name] = layer.output
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")
+    extractor = keras.Model(inputs, outputs, name=name or f"{model.name}_features")
+    # keras-hub's backbone attribute: its RetinaNet and DeepLabV3 take any keras.Model with
+    # `pyramid_outputs` {"P2": tensor, ...} as their image_encoder
+    extractor.pyramid_outputs = dict(outputs)
+    return extractor
