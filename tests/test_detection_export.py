@@ -12,7 +12,7 @@ import keras
 
 from conftest import BACKEND
 
-from keras_efficientnet.detection import EfficientDetLite0
+from keras_efficientnet.detection import EfficientDetD0
 from keras_efficientnet.detection.export import export_detector
 
 pytestmark = pytest.mark.skipif(BACKEND != "tensorflow",
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.skipif(BACKEND != "tensorflow",
 
 @pytest.fixture(scope="module")
 def model_and_images():
-    """Lite0 with effdet's head initialisation plus N(0, 0.05) on the two prediction kernels:
+    """D0 with effdet's head initialisation plus N(0, 0.05) on the two prediction kernels:
     scores spread over (0, 1) and box codes of order 0.5 (well conditioned, no ties), as a
     trained model's are; the bare prior initialisation gives nearly equal scores and fully
     random weights give box codes whose exp() reaches 1e5 px."""
     keras.utils.set_random_seed(0)
-    model = EfficientDetLite0(num_classes=3, input_shape=(128, 128, 3))
+    model = EfficientDetD0(num_classes=3, input_shape=(128, 128, 3))
     rng = np.random.default_rng(0)
     for name in ("class_net_predict", "box_net_predict"):
         layer = model.get_layer(name)
