@@ -35,6 +35,27 @@ def _check_out(out: str, overwrite: bool,
                                   "another --out.")
 
 
+def publish(tmp_dir: str, out: str, summary: dict, outputs) -> None:
+    """Write ``summary`` as ``summary.json`` into the run's private ``tmp_dir``, then move each
+    of ``outputs`` (``summary.json`` among them) into ``out``: every file arrives whole (one
+    ``os.replace`` each), and a run that fails before this leaves ``out`` as it was.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.commands.outputs import publish
+        >>> out = tempfile.mkdtemp(); tmp = tempfile.mkdtemp(dir=out)
+        >>> publish(tmp, out, {"loss": 1.0}, ["summary.json"])
+        >>> "summary.json" in os.listdir(out), os.listdir(tmp)
+        (True, [])
+    """
+    import json
+
+    with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    for fname in outputs:
+        os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+
+
 def _finite(v) -> bool:
     return v == v and abs(v) != float("inf")
 

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from .outputs import _check_args, _check_out, _finite, plot_history  # noqa: F401  (used here and by tests)
+from .outputs import _check_args, _check_out, _finite, plot_history, publish  # noqa: F401  (used here and by tests)
 
 
 def add_parser(subparsers):
@@ -434,10 +434,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         if cluster is not None:
             summary.update(num_processes=cluster.num_processes, process_id=0,
                            steps=int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)))
-        with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-        for fname in summary["files"]:
-            os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+        publish(tmp_dir, out, summary, summary["files"])
         os.rmdir(tmp_dir)
     finally:
         scope.__exit__(None, None, None)

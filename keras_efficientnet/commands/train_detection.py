@@ -18,7 +18,6 @@ per epoch), ``detections.png`` (validation images with their detections and grou
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -105,7 +104,7 @@ def train_detection(model="EfficientDetLite0", data=None, epochs=30, batch_size=
     from ..saving import write_model_info
     from ..validation import prepare_output
     from .detect import detection_config, draw_detections_grid
-    from .outputs import _check_args, _check_out, _finite, plot_history
+    from .outputs import _check_args, _check_out, _finite, plot_history, publish
 
     config = detection_config(model)
     step = 2 ** config.max_level
@@ -186,10 +185,7 @@ def train_detection(model="EfficientDetLite0", data=None, epochs=30, batch_size=
             "skipped_annotations": list(coco.skipped), "wall_time_s": round(wall, 1),
             "history": hist, "out": out, "files": list(OUTPUTS),
         }
-        with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-        for fname in OUTPUTS:
-            os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+        publish(tmp_dir, out, summary, OUTPUTS)
     finally:
         import shutil
 

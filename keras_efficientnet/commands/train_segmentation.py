@@ -17,7 +17,6 @@ epoch) and ``summary.json`` (validation mean IoU and IoU per class, settings, wa
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -120,7 +119,7 @@ def train_segmentation(model="EfficientNetLite0", architecture="unet", data=None
     from ..segmentation.recipe import compile_segmentation, fit_segmentation
     from ..segmentation.encoders import encoder_plan
     from ..validation import prepare_output
-    from .outputs import _check_args, _check_out, _finite, plot_history
+    from .outputs import _check_args, _check_out, _finite, plot_history, publish
 
     architecture = str(architecture).lower()
     if architecture not in ARCHITECTURES:
@@ -204,10 +203,7 @@ def train_segmentation(model="EfficientNetLite0", architecture="unet", data=None
                         if f"iou_{k}" in scores},
             "wall_time_s": round(wall, 1), "history": hist, "out": out, "files": list(OUTPUTS),
         }
-        with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-        for fname in OUTPUTS:
-            os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+        publish(tmp_dir, out, summary, OUTPUTS)
     finally:
         import shutil
 
