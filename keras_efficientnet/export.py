@@ -514,37 +514,11 @@ def _check_arguments(format, quantize):
 
 
 def _place(tmp_artifact, path, overwrite=False):
-    """Move the finished artifact to ``path``.
+    """Move the finished artifact to ``path``: :func:`keras_efficientnet.validation.place_output`
+    (refused without ``overwrite``; else the old one goes only once the new one is in)."""
+    from .validation import place_output
 
-    Without ``overwrite`` an existing file or non-empty folder at ``path`` is left alone and
-    refused (``FileExistsError``; an empty folder holds nothing and is replaced). With it, the
-    old target is renamed aside, the new one renamed in, and only then the old one deleted;
-    if the second rename fails, the old target is put back. A file replaces a file in one
-    atomic rename.
-    """
-    from .validation import describe_path
-
-    if os.path.lexists(path):
-        empty_dir = os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
-        if not overwrite and not empty_dir:
-            raise FileExistsError(f"export target {path!r} already exists ({describe_path(path)}); "
-                                  "it was left untouched. Pass overwrite=True (command line: "
-                                  "--overwrite) to replace it, or choose another path.")
-        if os.path.isfile(path) and os.path.isfile(tmp_artifact) and not os.path.islink(path):
-            os.replace(tmp_artifact, path)
-            return
-        old = tempfile.mkdtemp(prefix=".export-old-", dir=os.path.dirname(path))
-        aside = os.path.join(old, "previous")
-        os.replace(path, aside)
-        try:
-            os.replace(tmp_artifact, path)
-        except BaseException:
-            os.replace(aside, path)
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(tmp_artifact, path)
+    place_output(tmp_artifact, path, overwrite=overwrite, what="export")
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,

@@ -324,3 +324,50 @@ def file_mode(base: int = 0o666) -> int:
     mask = os.umask(0o022)  # no /proc: read it the only portable way (and restore it)
     os.umask(mask)
     return base & ~mask
+
+
+def place_output(tmp_path, path, overwrite: bool = False, what: str = "output") -> None:
+    """Move a finished file or folder ``tmp_path`` to ``path``.
+
+    Without ``overwrite`` an existing file or non-empty folder at ``path`` is left alone and
+    refused (``FileExistsError``; an empty folder holds nothing and is replaced). With it, the
+    old target is renamed aside, the new one renamed in, and only then the old one deleted;
+    if the second rename fails, the old target is put back. A file replaces a file in one
+    atomic rename.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.validation import place_output
+        >>> root = tempfile.mkdtemp()
+        >>> new, target = os.path.join(root, "new"), os.path.join(root, "run")
+        >>> os.makedirs(new); os.makedirs(target)
+        >>> _ = open(os.path.join(target, "old.txt"), "w").write("old")
+        >>> place_output(new, target, overwrite=True, what="preset")
+        >>> sorted(os.listdir(root)), os.listdir(target)
+        (['run'], [])
+    """
+    import shutil
+    import tempfile
+
+    if os.path.lexists(path):
+        empty_dir = os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+        if not overwrite and not empty_dir:
+            raise FileExistsError(f"{what} target {path!r} already exists ({describe_path(path)}); "
+                                  "it was left untouched. Pass overwrite=True (command line: "
+                                  "--overwrite) to replace it, or choose another path.")
+        if os.path.isfile(path) and os.path.isfile(tmp_path) and not os.path.islink(path):
+            os.replace(tmp_path, path)
+            return
+        old = tempfile.mkdtemp(prefix=f".{what.replace(' ', '-')}-old-",
+                               dir=os.path.dirname(os.path.abspath(path)))
+        aside = os.path.join(old, "previous")
+        os.replace(path, aside)
+        try:
+            os.replace(tmp_path, path)
+        except BaseException:
+            os.replace(aside, path)
+            shutil.rmtree(old, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(tmp_path, path)

@@ -37,8 +37,10 @@ def _check_out(out: str, overwrite: bool,
 
 def publish(tmp_dir: str, out: str, summary: dict, outputs) -> None:
     """Write ``summary`` as ``summary.json`` into the run's private ``tmp_dir``, then move each
-    of ``outputs`` (``summary.json`` among them) into ``out``: every file arrives whole (one
-    ``os.replace`` each), and a run that fails before this leaves ``out`` as it was.
+    of ``outputs`` (``summary.json`` among them) into ``out``: every file or folder arrives
+    whole (:func:`~keras_efficientnet.validation.place_output`: a file in one ``os.replace``,
+    a folder of an earlier run moved aside first), and a run that fails before this leaves
+    ``out`` as it was.
 
     Example:
         >>> import os, tempfile
@@ -52,8 +54,11 @@ def publish(tmp_dir: str, out: str, summary: dict, outputs) -> None:
 
     with open(os.path.join(tmp_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    for fname in outputs:
-        os.replace(os.path.join(tmp_dir, fname), os.path.join(out, fname))
+    from ..validation import place_output
+
+    for fname in outputs:  # --overwrite was checked before training (_check_out)
+        place_output(os.path.join(tmp_dir, fname), os.path.join(out, fname), overwrite=True,
+                     what="run output")
 
 
 def _finite(v) -> bool:
