@@ -45,6 +45,7 @@ def _import_api():
     from .models.fuse import fuse_batchnorm
     from .models.checkpoint import from_checkpoint, inspect_checkpoint
     from .pretrained.loading import save_weights
+    from .presets import from_preset, save_preset
     from .pretrained.registry import list_weights
     from .preprocessing import decode_predictions, imagenet_class_index, preprocess_input
     from .specs import ModelSpec, get_spec
@@ -58,7 +59,7 @@ def _import_api():
     globals().update(namespace)
     globals()["__all__"] = sorted(
         [*CONSTRUCTORS, "EfficientNet", "create_model", "list_models", "build_efficientnet",
-         "save_weights", "from_checkpoint", "inspect_checkpoint", "list_weights",
+         "save_weights", "save_preset", "from_preset", "from_checkpoint", "inspect_checkpoint", "list_weights",
          "decode_predictions", "imagenet_class_index", "preprocess_input", "ModelSpec",
          "get_spec", "layers", "specs", "segmentation", "detection", "export", "fuse_batchnorm", "create_feature_extractor",
          "feature_info", "torchscript"])

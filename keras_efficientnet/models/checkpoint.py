@@ -57,7 +57,10 @@ def inspect_checkpoint(path) -> dict:
 def from_checkpoint(path, **kwargs):
     """Build the model a checkpoint file holds and load it: the file says what it is.
 
-    Supported: torchvision and timm state dicts, efficientnet_pytorch files, keras.applications
+    Supported: preset folders (:func:`keras_efficientnet.save_preset`, ``keras-efficientnet
+    train``'s ``preset/``, keras-hub's EfficientNet presets) and ``.keras`` files, with their
+    class names (see :func:`keras_efficientnet.presets.load_saved`); torchvision and timm
+    state dicts, efficientnet_pytorch files, keras.applications
     ``.h5`` weights and files written by :func:`keras_efficientnet.save_weights` (any format
     registered with an ``infer`` hook), and segmentation-models-pytorch U-Net, FPN and LinkNet
     checkpoints (a ``save_pretrained`` folder or a state-dict file: the segmentation model
@@ -96,9 +99,13 @@ def from_checkpoint(path, **kwargs):
     from ..segmentation import checkpoint as smp_checkpoint
     from .constructors import create_model
 
+    from .. import presets
+
     path = os.fspath(path)
     if smp_checkpoint.is_smp_checkpoint(path):
         return smp_checkpoint.from_checkpoint(path, **kwargs)
+    if presets.is_preset(path) or presets.is_keras_file(path):
+        return presets.load_saved(path, **kwargs)
     if "weights" in kwargs:
         raise ValueError("from_checkpoint loads the weights of `path`; do not pass weights=. "
                          "Use create_model(name, weights=...) to load other weights.")

@@ -536,7 +536,9 @@ def save_weights(model, path: str, variant: str | None = None, overwrite: bool =
         model: the model.
         path: the file to write; its folder must exist.
         variant: the variant name to record in the file (``from_checkpoint`` reads it back);
-            must be a name of ``list_models()``.
+            must be a name of ``list_models()``. Default: the variant the model records
+            (``pretrained_cfg["variant"]`` of :func:`~keras_efficientnet.create_model`, or a
+            preset's), so such a file says what it holds.
         overwrite: replace an existing file (as ``model.save_weights`` does); False refuses.
 
     Returns:
@@ -554,11 +556,22 @@ def save_weights(model, path: str, variant: str | None = None, overwrite: bool =
         >>> model = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3))
         >>> path = ke.save_weights(model, os.path.join(tempfile.mkdtemp(), "b0.weights.h5"))
         >>> _ = ke.EfficientNetB0(weights=path, input_shape=(32, 32, 3))
+        >>> made = ke.create_model("EfficientNetB0", weights=None, input_shape=(32, 32, 3))
+        >>> path = ke.save_weights(made, os.path.join(tempfile.mkdtemp(), "b0.weights.h5"))
+        >>> ke.inspect_checkpoint(path)["variant"]  # recorded, so from_checkpoint needs no name
+        'EfficientNetB0'
     """
     import keras
 
-    if variant is not None:
-        from ..specs import VARIANTS, get_spec
+    from ..specs import VARIANTS
+
+    if variant is None:  # what the model says it is (create_model, from_preset, from_checkpoint)
+        for known in (getattr(model, "pretrained_cfg", None), getattr(model, "preset_info", None)):
+            if isinstance(known, dict) and known.get("variant") in VARIANTS:
+                variant = known["variant"]
+                break
+    else:
+        from ..specs import get_spec
 
         if not isinstance(variant, str):
             raise ValueError(f"variant must be a variant name (str), got {variant!r}.")
