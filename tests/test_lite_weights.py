@@ -49,7 +49,7 @@ def lite0(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_HOME", str(home))
         classify_cmd.load_model.cache_clear()
-        model, transform = classify_cmd.load_model("EfficientNetLite0", "imagenet")
+        model, transform, _ = classify_cmd.load_model("EfficientNetLite0", "imagenet")
         after_build = cached_files(home)
         yield {"model": model, "transform": transform, "home": home, "after_build": after_build}
         classify_cmd.load_model.cache_clear()

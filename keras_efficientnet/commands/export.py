@@ -31,8 +31,9 @@ def add_parser(subparsers):
                     "or full-integer int8) or ONNX. The artifact is run in its own runtime and "
                     "compared with the Keras model; the agreement and the size are printed.")
     parser.add_argument("--model", required=True,
-                        help="variant name (see: keras-efficientnet list), or a .keras file "
-                             "such as the model.keras of keras-efficientnet train")
+                        help="variant name (see: keras-efficientnet list), a .keras file or a "
+                             "preset folder (the model.keras or preset/ of keras-efficientnet "
+                             "train)")
     parser.add_argument("--weights", default=None,
                         help="registered weight set ('imagenet') or weights file of a variant "
                              "--model (required unless --random-weights)")
@@ -121,8 +122,10 @@ def run(args) -> int:
 
 
 def load_model_file(path: str, image_size=None):
-    """A ``.keras`` model file (e.g. ``keras-efficientnet train``'s ``model.keras``), loaded
-    without its optimizer state.
+    """A saved model for export: a ``.keras`` file (e.g. ``keras-efficientnet train``'s
+    ``model.keras``) or a preset folder (its ``preset/``, :func:`~keras_efficientnet.save_preset`,
+    or keras-hub's), loaded without optimizer state. A fixed-size classifier is rebuilt at
+    ``image_size``; a free-size model (a U-Net) gets that size fixed for the converters.
 
     Raises:
         ValueError: a missing or unreadable file, or an ``image_size`` the model cannot take.
@@ -132,21 +135,19 @@ def load_model_file(path: str, image_size=None):
         >>> load_model_file("no_such_model.keras")
         Traceback (most recent call last):
         ...
-        ValueError: --model 'no_such_model.keras': no such file.
+        ValueError: --model 'no_such_model.keras': no such file or folder.
     """
-    import keras
+    from ..presets import load_saved, rebuild_at
 
     if not os.path.exists(path):
-        raise ValueError(f"--model {path!r}: no such file.")
+        raise ValueError(f"--model {path!r}: no such file or folder.")
     try:
-        model = keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError, EOFError, TypeError) as err:
-        raise ValueError(f"--model {path!r} cannot be loaded as a Keras model (truncated, or "
-                         f"not a .keras file?): {' '.join(str(err).split())[:200]}") from None
-    spatial = tuple(model.input_shape[1:3])
-    if image_size and all(d is not None for d in spatial) and spatial != (image_size, image_size):
-        raise ValueError(f"--model {path!r} takes {spatial} images; --image-size {image_size} "
-                         "does not fit it (leave --image-size out).")
+        model = load_saved(path)
+        spatial = tuple(model.input_shape[1:3])
+        if image_size and None not in spatial:
+            model = rebuild_at(model, (image_size, image_size, model.input_shape[-1]))
+    except ValueError as err:
+        raise ValueError(f"--model {path!r}: {err}") from None
     if image_size and None in spatial:  # a free-size model (e.g. a U-Net) exported at one size
         from ..export import fix_input_size
 

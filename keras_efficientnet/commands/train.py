@@ -224,7 +224,7 @@ def run_detection(args) -> int:
     return 0
 
 
-OUTPUTS = ("curves.png", "log.csv", "model.keras", "summary.json")
+OUTPUTS = ("curves.png", "log.csv", "model.keras", "preset", "summary.json")
 
 
 def _check_split(data, validation_split: float) -> None:
@@ -277,7 +277,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         >>> s = train(model="EfficientNetB0", weights="none", epochs=1, image_size=32,
         ...           steps_per_epoch=2, out=tempfile.mkdtemp(), verbose=0)
         >>> sorted(s["files"])
-        ['curves.png', 'log.csv', 'model.keras', 'summary.json']
+        ['curves.png', 'log.csv', 'model.keras', 'preset', 'summary.json']
     """
     import keras
 
@@ -303,7 +303,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             raise ValueError("--teacher (distillation) is not available with --num-processes yet.")
     chief = cluster is None or cluster.is_chief
     if chief:
-        _check_out(out, overwrite)
+        _check_out(out, overwrite, OUTPUTS)
     if data is not None:
         _check_split(data, validation_split)
     if cluster is not None:
@@ -410,11 +410,19 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         if not chief:
             return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
                     "history": hist}
+        from ..presets import save_preset
         from ..saving import write_model_info
 
-        write_model_info(os.path.join(tmp_dir, "model.keras"), {
-            "task": "classification", "model": spec.name, "class_names": list(class_names),
-            "preprocessing": "in-graph", "image_size": [size, size]})
+        # how the images were fed: image_dataset_from_directory squashes the whole image,
+        # bilinear (the digits are resized bilinearly too); classify repeats it
+        info = {"task": "classification", "model": spec.name, "variant": spec.name,
+                "class_names": list(class_names), "preprocessing": "in-graph",
+                "image_size": [size, size], "resize": "squash", "crop_pct": 1.0,
+                "interpolation": "bilinear",
+                "source": f"keras-efficientnet train ({weights or 'random'} start)"}
+        write_model_info(os.path.join(tmp_dir, "model.keras"), info)
+        object.__setattr__(net, "preset_info", info)
+        save_preset(net, os.path.join(tmp_dir, "preset"), class_names=class_names)
         plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
               f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
         summary = {
@@ -429,7 +437,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             "val_accuracy": hist.get("val_accuracy", [float("nan")])[-1],
             "best_val_accuracy": max(hist.get("val_accuracy", [float("nan")])),
             "wall_time_s": round(wall, 1), "history": hist, "out": out,
-            "files": ["curves.png", "log.csv", "model.keras", "summary.json"],
+            "files": list(OUTPUTS),
         }
         if cluster is not None:
             summary.update(num_processes=cluster.num_processes, process_id=0,
@@ -535,7 +543,7 @@ def launch_train(train_kwargs: dict, **kwargs) -> int:
     _check_args(kw.get("epochs", 5), kw.get("batch_size", 32), kw.get("image_size"),
                     kw.get("learning_rate", 1e-3), kw.get("validation_split", 0.2))
     kw["out"] = os.path.abspath(kw.get("out") or os.path.join("runs", spec.name))
-    _check_out(kw["out"], kw.get("overwrite", False))
+    _check_out(kw["out"], kw.get("overwrite", False), OUTPUTS)
     if kw.get("data") is not None:
         _check_split(kw["data"], kw.get("validation_split", 0.2))
     return mp.launch_local(kw, n, **kwargs)
