@@ -280,8 +280,16 @@ def test_from_checkpoint_names_variant_of_other_formats(b0, tmp_path):
     info = ke.inspect_checkpoint(path)
     assert (info["format"], info["variant"], info["classes"]) == \
         ("keras_efficientnet_h5", "tv_efficientnet_b0", 7)
-    # ours without it: B0's tensors fit networks of several conventions, so no guessing
-    path = ke.save_weights(model, str(tmp_path / "anon.h5"))
+    # ours without variant=: a model that says what it is (create_model's pretrained_cfg)
+    # records it by default
+    assert model.pretrained_cfg["variant"] == "tv_efficientnet_b0"
+    path = ke.save_weights(model, str(tmp_path / "own.h5"))
+    assert ke.inspect_checkpoint(path)["variant"] == "tv_efficientnet_b0"
+    # one that does not (a plain Keras model around the same layers): B0's tensors fit
+    # networks of several conventions, so no guessing
+    anonymous = keras.Model(model.inputs, model.outputs)
+    assert getattr(anonymous, "pretrained_cfg", None) is None
+    path = ke.save_weights(anonymous, str(tmp_path / "anon.h5"))
     with pytest.raises(ValueError, match="tv_efficientnet_b0.*save_weights"):
         ke.from_checkpoint(path)
 

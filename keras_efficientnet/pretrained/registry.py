@@ -40,6 +40,10 @@ class WeightSet:
         upstream: the publisher's own name of the network, when it differs from ``variant``
             and records conventions the tensors do not (timm's ``efficientnet_b0`` vs
             ``tf_efficientnet_b0``); kept in the download record, read by the timm converter.
+        hf_hub_id, hf_hub_filename: the Hugging Face hub repository and file the set is
+            fetched from (through ``huggingface_hub``, into its cache; verified against the
+            hub's published sha256), as timm itself does; then ``url`` is the publisher's other
+            copy, for reference.
 
     Integrity: ``hash`` may be the full digest (keras.applications' md5) or, for sha256, a
     prefix (timm's and torchvision's release file names carry 8 hex digits). A prefix-verified
@@ -66,6 +70,8 @@ class WeightSet:
     interpolation: str = "bicubic"
     upstream: str | None = None
     crop_mode: str = "center"
+    hf_hub_id: str | None = None
+    hf_hub_filename: str = "model.safetensors"
 
     @property
     def key(self) -> str:
@@ -132,7 +138,7 @@ def pretrained_cfg(variant: str, tag: str = "imagenet") -> dict:
     The keys follow timm's ``pretrained_cfg`` where they mean the same thing
     (``input_size`` as ``(3, H, W)``, ``crop_pct``, ``interpolation``, ``mean`` and ``std`` on
     the 0-1 scale, ``num_classes``), plus this package's ``variant``, ``tag``, ``source``,
-    ``url``, ``hash``, ``license`` and ``top1``. Note the models built by this package take
+    ``url``, ``hash``, ``hf_hub_id`` (as timm's), ``license`` and ``top1``. Note the models built by this package take
     0-255 pixels and normalise them in the graph with ``mean``/``std``; the values say what
     that normalisation is. For a variant without published weights (or ``tag=None``) the
     spec's own defaults are given, with ``source=None``.
@@ -172,6 +178,7 @@ def pretrained_cfg(variant: str, tag: str = "imagenet") -> dict:
         "source": None if ws is None else ws.source,
         "url": None if ws is None else ws.url,
         "hash": None if ws is None else ws.hash,
+        "hf_hub_id": None if ws is None else ws.hf_hub_id,
         "license": None if ws is None else ws.license,
         "top1": None if ws is None else ws.top1,
     }
@@ -267,12 +274,14 @@ for _k, _sets in _TORCHVISION.items():
 
 
 # timm's published EfficientNet weight sets (timm 1.0 pretrained_cfg: file, input size, crop,
-# mean/std, classes; licence Apache-2.0 for all). Files come from the GitHub releases timm
-# lists, whose names carry the first 8 hex digits of the file's sha256 (torch.hub's rule), so
-# the download is verified against that prefix. Sets published only on the Hugging Face hub
-# (``timm/<name>.<tag>``, model.safetensors) have no published hash: ``hash=None``, the
-# download is not hash-verified (the strict converter still checks every tensor name and
-# shape). top-1: timm's results/results-imagenet.csv (its own evaluation, at the test size).
+# mean/std, classes; licence Apache-2.0 for all). Every set is fetched as timm 1.0 fetches it:
+# ``model.safetensors`` of the Hugging Face hub repository ``timm/<name>.<tag>``, through
+# huggingface_hub into its cache (shared with timm; HF_HUB_OFFLINE and HF_ENDPOINT apply),
+# verified against the sha256 the hub publishes for it (loading.hub_file). ``url``/``hash``
+# keep the GitHub release file timm also lists, whose name carries 8 hex digits of its sha256
+# (None for hub-only sets); they describe that other copy and are used only by a WeightSet
+# without ``hf_hub_id``. top-1: timm's results/results-imagenet.csv (its own evaluation, at
+# the test size).
 # The Keras-named variants with the same network (TF padding, eps 1e-3) get the tf_ sets too:
 # EfficientNetB0..B8/L2, EfficientNetEdgeTPUS/M/L, EfficientNetCondConv*, EfficientNetV2*.
 TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/"
@@ -396,7 +405,7 @@ def _register_timm():
                 variant=variant, tag=tag, source=f"timm (hf-hub timm/{name})", format="timm",
                 url=url or TIMM_HF.format(name=name), hash=sha, hash_algorithm="sha256",
                 preprocessing=pre, resolution=res, crop=crop, classes=classes,
-                license="Apache-2.0", top1=top1, upstream=arch,
+                license="Apache-2.0", top1=top1, upstream=arch, hf_hub_id=f"timm/{name}",
                 interpolation="bilinear" if name in TIMM_BILINEAR else "bicubic",
                 crop_mode="squash" if name in TIMM_SQUASH else "center"))
 

@@ -298,6 +298,18 @@ def _known(name):
     return name if name in VARIANTS else None
 
 
+def _hf_cache_repo(path: str):
+    """(variant, how) when ``path`` is a file of a ``timm/<arch>.<tag>`` repository in the
+    Hugging Face cache (``.../models--timm--<arch>.<tag>/snapshots/<commit>/<file>``: the
+    repository it was published in names its network), else None."""
+    parts = os.path.abspath(path).split(os.sep)
+    if len(parts) >= 4 and parts[-3] == "snapshots" and parts[-4].startswith("models--timm--"):
+        arch = _known(parts[-4][len("models--timm--"):])
+        if arch:
+            return arch, f"its Hugging Face hub repository timm/{parts[-4][len('models--timm--'):]}"
+    return None
+
+
 def _cheap_evidence(path: str):
     """(variant, how) from what the file or its cache record says outright, or None."""
     declared = _known(getattr(read_state_dict(path), "arch", None))
@@ -312,6 +324,9 @@ def _cheap_evidence(path: str):
     upstream = _known(record.get("upstream"))
     if upstream:
         return upstream, f"its download record (weight set {record.get('weight_set')})"
+    hub_repo = _hf_cache_repo(path)
+    if hub_repo:
+        return hub_repo
     if os.path.basename(path) in ("model.safetensors", "pytorch_model.bin"):
         config = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
         if os.path.isfile(config):
