@@ -113,12 +113,15 @@ def test_fine_tune_lowers_loss_and_raises_coco_ap(case):
     before = R.evaluate_detection(det, gt, 128, config)
     batches = R.DetectionBatches(data.images, data.boxes, data.classes, "lite0", 128, 2, 2,
                                  augment=False, shuffle=True)
-    history = R.fit_detection(det, batches, epochs=12, learning_rate=5e-3, warmup_epochs=1,
+    # 24 epochs: at 12 the loss ended just under 0.6 of its start on one CI machine and at 0.648
+    # on an AMD EPYC one (same seed, same code): a bound at the edge of the float noise. At 24 it
+    # ends at 0.46 of its start on the EPYC machine; the bound is unchanged
+    history = R.fit_detection(det, batches, epochs=24, learning_rate=5e-3, warmup_epochs=1,
                               verbose=0)
     loss = history.history["loss"]
     assert loss[-1] < 0.6 * loss[0], loss
     after = R.evaluate_detection(det, gt, 128, config)
-    # 48 steps: the untrained model finds nothing, the trained one a fifth of the objects
+    # 96 steps: the untrained model finds nothing, the trained one a third of the objects
     # (the 25-epoch run of docs/detection.md reaches AP50 0.41)
     assert after["AR100"] > before["AR100"] + 0.1, (before, after)
     assert after["AP50"] > before["AP50"], (before, after)
