@@ -46,7 +46,7 @@ def _env(**extra):
     return env
 
 
-def _run(args, tmp_path, name, timeout=240, **env):
+def _run(args, tmp_path, name, timeout=480, **env):
     """Run the command to completion (bounded); returns (exit status, stderr)."""
     err_path = tmp_path / f"{name}.err"
     with open(err_path, "w") as err:
