@@ -406,10 +406,6 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
             hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         if not all(map(_finite, hist.get("loss", []))):
             raise ValueError(f"Training diverged (loss {hist['loss']}); lower --learning-rate.")
-        net.save(os.path.join(tmp_dir, "model.keras"))  # every process: saving is collective
-        if not chief:
-            return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
-                    "history": hist}
         from ..presets import save_preset
         from ..saving import write_model_info
 
@@ -420,9 +416,19 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
                 "image_size": [size, size], "resize": "squash", "crop_pct": 1.0,
                 "interpolation": "bilinear",
                 "source": f"keras-efficientnet train ({weights or 'random'} start)"}
-        write_model_info(os.path.join(tmp_dir, "model.keras"), info)
         object.__setattr__(net, "preset_info", info)
+        # every process saves (the model file and the preset's weights): reading replicated
+        # variables is collective under keras.distribution, and a chief saving alone waits
+        # for peers that already stopped until JAX's 300 s shutdown barrier aborts the job
+        net.save(os.path.join(tmp_dir, "model.keras"))
+        write_model_info(os.path.join(tmp_dir, "model.keras"), info)
+        if not chief:
+            import shutil
+            shutil.rmtree(os.path.join(tmp_dir, "preset"), ignore_errors=True)
         save_preset(net, os.path.join(tmp_dir, "preset"), class_names=class_names)
+        if not chief:
+            return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
+                    "history": hist}
         plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
               f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
         summary = {
