@@ -421,7 +421,6 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         # variables is collective under keras.distribution, and a chief saving alone waits
         # for peers that already stopped until JAX's 300 s shutdown barrier aborts the job
         net.save(os.path.join(tmp_dir, "model.keras"))
-        write_model_info(os.path.join(tmp_dir, "model.keras"), info)
         if not chief:
             import shutil
             shutil.rmtree(os.path.join(tmp_dir, "preset"), ignore_errors=True)
@@ -429,6 +428,7 @@ def train(model="EfficientNetLite0", data=None, epochs=5, batch_size=32, image_s
         if not chief:
             return {"process_id": cluster.process_id, "epochs": epochs, "out": out,
                     "history": hist}
+        write_model_info(os.path.join(tmp_dir, "model.keras"), info)  # the chief's file only
         plot_history(hist, os.path.join(tmp_dir, "curves.png"), f"{spec.name} on "
               f"{'digits' if data is None else os.path.basename(os.path.normpath(data))}")
         summary = {
