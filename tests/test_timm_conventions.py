@@ -18,7 +18,7 @@ import keras_efficientnet as ke  # noqa: E402
 from conftest import rotate, to_numpy  # noqa: E402
 from keras_efficientnet.models.features import FeatureInfoList, feature_info  # noqa: E402
 from keras_efficientnet.pretrained.registry import TIMM_WEIGHTS, pretrained_cfg  # noqa: E402
-from keras_efficientnet.specs import get_spec, resolve  # noqa: E402
+from keras_efficientnet.specs import compound_spec, get_spec, resolve  # noqa: E402
 
 SIZE = 64
 TIMM_SHARED = [n for n in ke.list_models() if n in set(timm.list_models())]
@@ -181,3 +181,22 @@ def test_model_carries_its_pretrained_cfg():
     assert plain.pretrained_cfg["source"] is None
     assert plain.pretrained_cfg["input_size"] == (3, get_spec("efficientnet_b8").resolution,
                                                   get_spec("efficientnet_b8").resolution)
+
+
+def test_constructors_and_factory_carry_pretrained_cfg(tmp_path):
+    """keras.applications-style constructors describe their input as timm's models do."""
+    ref = timm.models.get_pretrained_cfg("tf_efficientnet_b0.ns_jft_in1k").to_dict()
+    model = ke.EfficientNetB0(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    cfg = model.pretrained_cfg
+    assert cfg["source"] is None and cfg["variant"] == "EfficientNetB0"
+    assert cfg["input_size"] == (3, 224, 224) == ref["input_size"]  # B0's own size, not SIZE
+    v2 = ke.EfficientNetV2S(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    assert v2.pretrained_cfg["input_size"] == (3, 384, 384)
+    # keras.applications' V2 rescales x / 128 - 1: mean = std = 128/255 on the 0-1 scale
+    assert v2.pretrained_cfg["mean"] == v2.pretrained_cfg["std"] == (round(128 / 255, 6),) * 3
+    path = ke.save_weights(model, str(tmp_path / "b0.weights.h5"))
+    again = ke.EfficientNetB0(weights=path, include_top=False, input_shape=(SIZE, SIZE, 3))
+    assert again.pretrained_cfg["source"] == path
+    phi = ke.EfficientNet(phi=0.5, weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    res = compound_spec(0.5).resolution  # its own compound-scaled resolution
+    assert res != 224 and phi.pretrained_cfg["input_size"] == (3, res, res)

@@ -39,8 +39,8 @@ Args:
     drop_connect_rate: final stochastic-depth rate (default 0.2).
     dropout_rate: dropout before the classifier (default {dropout}).
     data_format: ``"channels_last"`` or ``"channels_first"`` (default: Keras' setting);
-        ``channels_first`` is a ``ValueError`` on TensorFlow without a GPU (its CPU
-        convolutions are NHWC only).
+        a ``channels_first`` model builds on TensorFlow's CPU (to be saved for a GPU, as
+        with keras.applications) but does not run there (its CPU convolutions are NHWC only).
     depthwise_impl: ``"auto"`` (default), ``"keras"`` or ``"shifted"``: how MBConv blocks
         compute the depthwise convolution (same weights; see ``MBConv``).
     bn_fold: ``"auto"``, ``"inference"`` or ``"never"``: with ``layout="blocks"``, fold each
@@ -50,7 +50,11 @@ Args:
         ``"blocks"`` (one composite layer per block; same weights and outputs).
 
 Returns:
-    A ``keras.Model``.
+    A ``keras.Model``. Its ``pretrained_cfg`` attribute (timm's name) is a dict of the input
+    the weights expect and where they come from: ``input_size``, ``crop_pct``,
+    ``interpolation``, ``mean``/``std``, ``num_classes``, ``source``, ... (see
+    :func:`~keras_efficientnet.pretrained.registry.pretrained_cfg`; ``source`` is ``None``
+    for random weights and the path for a weights file).
 
 Example:
     >>> import numpy as np
@@ -58,6 +62,8 @@ Example:
     >>> model = ke.{name}(weights=None, input_shape=(64, 64, 3), classes=5)
     >>> model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0).shape
     (1, 5)
+    >>> model.pretrained_cfg["input_size"], model.pretrained_cfg["source"]
+    ((3, {res}, {res}), None)
 """
 
 

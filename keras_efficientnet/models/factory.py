@@ -222,7 +222,10 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
         layout: ``"flat"`` (default) or ``"blocks"``.
 
     Returns:
-        A ``keras.Model``.
+        A ``keras.Model`` with a ``pretrained_cfg`` attribute (timm's convention; see
+        :func:`~keras_efficientnet.pretrained.registry.pretrained_cfg`): the registered
+        weight set's, or the spec's own input conventions (``source`` the weights file, or
+        ``None`` for random weights).
 
     Example:
         >>> from keras_efficientnet import build_efficientnet
@@ -306,4 +309,23 @@ def build_efficientnet(spec, include_top: bool = True, weights=None, input_tenso
         from ..pretrained.loading import load_weights
         set_preprocessing(model, spec.preprocessing)
         load_weights(model, weights, spec, include_top=include_top)
+    _attach_pretrained_cfg(model, spec, weights, tag_weights)
     return model
+
+
+def _attach_pretrained_cfg(model, spec, weights, tag_weights):
+    """timm's ``model.pretrained_cfg`` on every built model: the registered set's, or the
+    spec's own input conventions (with the file as source for a weights file)."""
+    from ..pretrained.registry import pretrained_cfg
+
+    from ..specs import VARIANTS
+
+    cfg = pretrained_cfg(spec, weights if tag_weights else None)
+    known = VARIANTS.get(spec.name)
+    if known is None or known.replace(preprocessing=spec.preprocessing) != spec:
+        # a changed or compound-scaled spec is not the variant its name says: record no
+        # variant, so save_weights and presets never claim one (from_checkpoint asks for it)
+        cfg["variant"] = None
+    if weights is not None and not tag_weights:
+        cfg["source"] = os.fspath(weights)
+    object.__setattr__(model, "pretrained_cfg", cfg)  # a plain attribute, not model state
