@@ -686,7 +686,7 @@ from fresh processes. Everything below (table and chart) is exactly what the com
 (`python benchmarks/run.py --quick` is a 10-minute version at 128 px.)
 
 What makes the difference: on JAX (and TensorFlow with XLA) the depthwise convolution is
-computed by `ShiftedDepthwiseConv2D` (k*k shifted multiply-adds that XLA fuses, instead of
+computed by `ShiftedDepthwiseConv2D` (k×k shifted multiply-adds that XLA fuses, instead of
 XLA's slow CPU depthwise convolution and its much slower gradient); MBConv's
 `depthwise_impl="auto"` picks it where it is faster. Same weights, same outputs (within 1e-5,
 tests/test_depthwise.py). On TensorFlow (tf.function, no XLA) and PyTorch the native depthwise
@@ -695,7 +695,7 @@ On JAX the 1x1 convolutions (most of the multiply-adds) are computed as matrix p
 `PointwiseConv2D` (a `Conv2D` subclass, same weights): XLA's CPU matmul and its gradients are
 1.4-2.6x faster than its 1x1 convolution. For training on JAX the shifted convolution's
 gradient is hand-written (`keras_efficientnet/layers/depthwise_jax.py`): JAX's autodiff of the
-k*k shifted sum made k*k separate reductions for the kernel gradient and k*k padded copies for
+k×k shifted sum made k×k separate reductions for the kernel gradient and k×k padded copies for
 the input gradient, which took most of the B0 training step; the custom VJP computes the
 kernel gradient in one fused pass and the input gradient as a (per-phase, at stride 2)
 correlation, with the same values (tests/test_depthwise.py, against Keras' DepthwiseConv2D).

@@ -1,11 +1,11 @@
-"""A depthwise convolution written as k*k shifted multiply-adds.
+"""A depthwise convolution written as k×k shifted multiply-adds.
 
 XLA's CPU depthwise convolution (used by JAX, and by TensorFlow with ``jit_compile=True``)
-is slow, its gradient much more so. A kxk depthwise convolution is the sum over the k*k
+is slow, its gradient much more so. A kxk depthwise convolution is the sum over the k×k
 kernel taps of a shifted (strided) slice of the padded input times that tap's per-channel
 weight. Written that way it is plain elementwise arithmetic which XLA fuses into one loop. On
 JAX its gradient is hand-written as well (:mod:`keras_efficientnet.layers.depthwise_jax`):
-autodiff's version of it, k*k separate reductions and padded copies, was most of the
+autodiff's version of it, k×k separate reductions and padded copies, was most of the
 training step.
 
 :class:`ShiftedDepthwiseConv2D` keeps exactly the weight layout of
@@ -55,7 +55,7 @@ def resolve_depthwise_impl(impl: str, backend: str | None = None) -> str:
 
 @serializable_as_core(keras.layers.DepthwiseConv2D)
 class ShiftedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """``keras.layers.DepthwiseConv2D`` computed as k*k shifted multiply-adds.
+    """``keras.layers.DepthwiseConv2D`` computed as k×k shifted multiply-adds.
 
     A subclass of the core layer (``isinstance`` holds, same config, same ``kernel`` variable
     of shape ``(k, k, channels, 1)``, same outputs up to float summation order): only the

@@ -1,22 +1,22 @@
 """The shifted depthwise convolution on JAX, with a hand-written gradient.
 
 :class:`~keras_efficientnet.layers.ShiftedDepthwiseConv2D` computes a kxk depthwise
-convolution as k*k shifted multiply-adds, which XLA fuses into one loop. Left to JAX's
+convolution as k×k shifted multiply-adds, which XLA fuses into one loop. Left to JAX's
 autodiff, the backward pass of that sum is much slower than the forward pass on CPU:
 
-* the kernel gradient becomes k*k separate reductions of ``slice(x) * g`` over the batch and
+* the kernel gradient becomes k×k separate reductions of ``slice(x) * g`` over the batch and
   both spatial axes, each slice materialised and reduced on its own: 3-20x the forward time
   for MBConv's shapes (2-core CPU, batch 16);
-* the input gradient becomes k*k padded copies of ``g * w`` summed: for 5x5 kernels
+* the input gradient becomes k×k padded copies of ``g * w`` summed: for 5x5 kernels
   4-7x the forward time.
 
 The gradient here computes the same numbers a different way:
 
-* kernel gradient: one variadic ``lax.reduce`` over the width axis that accumulates all k*k
+* kernel gradient: one variadic ``lax.reduce`` over the width axis that accumulates all k×k
   products in a single pass over ``x`` and ``g`` (the batch and height axes stay, so the loop
   is split over them), then a small sum over batch and height;
 * input gradient at stride 1: the "full" correlation of ``g`` with the flipped kernel, which is
-  again a fused k*k multiply-add loop like the forward pass;
+  again a fused k×k multiply-add loop like the forward pass;
 * input gradient at stride 2: the same, per output phase (polyphase): each of the four
   (row, column) parities of the input receives the taps of that parity only, as a stride-1
   correlation with a sub-kernel, and the four phases are interleaved once.

@@ -143,7 +143,7 @@ class MBConv(_InvertedResidualBase):
         data_format: ``"channels_last"`` or ``"channels_first"``.
         kernel_initializer: initializer of the convolution kernels.
         depthwise_impl: ``"keras"`` (``keras.layers.DepthwiseConv2D``), ``"shifted"``
-            (:class:`~keras_efficientnet.layers.ShiftedDepthwiseConv2D`, k*k shifted
+            (:class:`~keras_efficientnet.layers.ShiftedDepthwiseConv2D`, k×k shifted
             multiply-adds that XLA compiles well) or ``"auto"`` (the faster one on the current
             backend). Same weights either way; only the computation differs.
         pad_layers: keras.applications' V1 padding: an explicit ``ZeroPadding2D`` before a
