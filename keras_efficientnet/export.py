@@ -577,6 +577,7 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     """
     import keras
 
+    from .progress import Progress
     from .validation import check_int, prepare_output
 
     _check_arguments(format, quantize)
@@ -623,20 +624,24 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     work = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(target))
     try:
         tmp_artifact = os.path.join(work, os.path.basename(target.rstrip(os.sep)) or "artifact")
+        what = format + (f" ({quantize})" if quantize else "")
         if backend in NATIVE_ROUTES and format in NATIVE_ROUTES[backend]:
             route = f"native ({backend})"
-            _export_native(model, tmp_artifact, format, quantize, representative)
+            with Progress(f"Exporting {model.name} to {what}"):
+                _export_native(model, tmp_artifact, format, quantize, representative)
         else:
             route = f"tensorflow subprocess (from {backend})"
             logger.warning("Keras cannot produce %s on the %s backend in this process: rebuilding "
                            "the model on TensorFlow in a subprocess from its .keras file.",
                            format, backend)
-            _export_subprocess(model, tmp_artifact, format, quantize, representative, work)
+            with Progress(f"Exporting {model.name} to {what} (in a TensorFlow subprocess)"):
+                _export_subprocess(model, tmp_artifact, format, quantize, representative, work)
         result = ExportResult(path=path, format=format, quantize=quantize, route=route,
                               size_bytes=_artifact_size(tmp_artifact, format))
         if verify:
-            expected = _keras_outputs(model, check)
-            got = run_artifact(tmp_artifact, format, check)
+            with Progress(f"Verifying the {format} artifact on {len(check)} images"):
+                expected = _keras_outputs(model, check)
+                got = run_artifact(tmp_artifact, format, check)
             if got.shape != expected.shape:
                 raise RuntimeError(f"The {format} artifact returns shape {got.shape}, the Keras "
                                    f"model {expected.shape}.")

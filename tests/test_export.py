@@ -208,14 +208,21 @@ def test_cli_bad_input(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_export_prints_agreement(tmp_path, capsys):
+def test_cli_export_prints_agreement(tmp_path, capsys, monkeypatch):
     from keras_efficientnet import cli
 
+    monkeypatch.setenv("KE_PROGRESS", "1")  # as in a log: a start and an end line per step
     out = tmp_path / "b0.onnx"
     code = cli.main(["export", "--model", "EfficientNetB0", "--image-size", "64", "--format",
                      "onnx", "--output", str(out), "--random-weights"])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0 and out.exists() and "max abs diff" in printed and "MB" in printed
+    steps = captured.err.splitlines()
+    for step in ("Exporting efficientnetb0 to onnx", "Verifying the onnx artifact on 2 images"):
+        lines = [line for line in steps if line.startswith(step)]
+        assert len(lines) == 2 and lines[0].endswith("...") and " done in " in lines[1], steps
+    assert "Exporting" not in printed  # progress on stderr: stdout stays the result
 
 
 # ----------------------------------------------------------------------------- real photos

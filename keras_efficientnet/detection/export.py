@@ -21,6 +21,8 @@ import tempfile
 import keras
 import numpy as np
 
+from ..progress import Progress
+
 FORMATS = ("saved_model", "tflite", "onnx")
 OUTPUT_NAMES = ("boxes", "confidence", "classes", "num_detections")
 
@@ -177,28 +179,30 @@ def export_detector(model, path, format="saved_model", images=None, config=None,
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        saved = os.path.join(work, "saved_model")
-        full.export(saved, format="tf_saved_model", verbose=False)
-        if format == "saved_model":
-            artifact = saved
-        elif format == "tflite":
-            import tensorflow as tf
+        with Progress(f"Exporting {model.name} with NMS to {format}"):
+            saved = os.path.join(work, "saved_model")
+            full.export(saved, format="tf_saved_model", verbose=False)
+            if format == "saved_model":
+                artifact = saved
+            elif format == "tflite":
+                import tensorflow as tf
 
-            artifact = os.path.join(work, "model.tflite")
-            with open(artifact, "wb") as f:
-                f.write(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
-        else:
-            from ..export import _constant_normalization
+                artifact = os.path.join(work, "model.tflite")
+                with open(artifact, "wb") as f:
+                    f.write(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
+            else:
+                from ..export import _constant_normalization
 
-            artifact = os.path.join(work, "model.onnx")
-            # tf2onnx turns a Normalization layer's captured statistics into unfed inputs
-            onnx_model = _constant_normalization(full)
-            onnx_model(x[:1], training=False)  # Keras' ONNX export needs one call first
-            onnx_model.export(artifact, format="onnx", verbose=False)
+                artifact = os.path.join(work, "model.onnx")
+                # tf2onnx turns a Normalization layer's captured statistics into unfed inputs
+                onnx_model = _constant_normalization(full)
+                onnx_model(x[:1], training=False)  # Keras' ONNX export needs one call first
+                onnx_model.export(artifact, format="onnx", verbose=False)
         result = DetectionExportResult(path, format, 0)
         if verify:
-            expected = {k: np.asarray(v) for k, v in full.predict_on_batch(x).items()}
-            got = _run(artifact, format, x)
+            with Progress(f"Verifying the {format} detector on {len(x)} images"):
+                expected = {k: np.asarray(v) for k, v in full.predict_on_batch(x).items()}
+                got = _run(artifact, format, x)
             result.num_images = len(x)
             (result.same_count, result.same_classes, result.max_box_diff,
              result.max_score_diff) = _compare(got, expected)

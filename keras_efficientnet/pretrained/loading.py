@@ -47,6 +47,7 @@ from .convert import timm as _timm_format  # noqa: F401  (registers "timm")
 from .convert.base import Converted, detect_format, read_checkpoint, show_names
 from . import naming
 from .naming import flat_weights
+from ..progress import Progress, enabled as progress_enabled
 from ..validation import file_mode, prepare_output
 from .cache import (PARTIAL_PREFIX, RECORD_SUFFIX, _cached_problem, _digest_matches, _env_float,
                      _is_full_hash, cache_dir, file_hash, read_record, remove_cached,
@@ -87,10 +88,10 @@ _SHA256 = re.compile(r'^(?:W/)?"?([0-9a-f]{64})"?$')
 
 
 def _progress_printer(url):
-    enabled = os.environ.get(ENV_PROGRESS)
-    if enabled is None:
-        enabled = "1" if getattr(sys.stderr, "isatty", lambda: False)() else "0"
-    if enabled in ("0", "", "false", "no"):
+    if os.environ.get(ENV_PROGRESS) is not None:  # the download-only switch wins here
+        if os.environ[ENV_PROGRESS].strip().lower() in ("0", "", "false", "no", "off"):
+            return None
+    elif not progress_enabled():  # KE_PROGRESS, else whether stderr is a terminal
         return None
     state = {"last": 0.0}
     name = url.rstrip("/").split("/")[-1]
@@ -466,12 +467,13 @@ def _load_keras_native(model, path: str, kind: str) -> None:
             shutil.rmtree(link_dir, ignore_errors=True)
 
 
-def assign(model, converted: Converted, include_top: bool) -> None:
+def assign(model, converted: Converted, include_top: bool, progress=None) -> None:
     """Assign converted arrays to the model's weights, strictly.
 
     Every model weight must receive an array of its shape, and every array must find a
     weight; the classifier in the file is ignored (and logged) only when the model has none.
-    Nothing is assigned unless everything fits.
+    Nothing is assigned unless everything fits. ``progress`` (a
+    :class:`~keras_efficientnet.progress.Progress`, optional) is told the count assigned.
 
     Raises:
         ValueError: listing missing, unexpected and mis-shaped names, or the tensors holding
@@ -529,8 +531,12 @@ def assign(model, converted: Converted, include_top: bool) -> None:
         raise ValueError(f"{converted.source} ({converted.format}) holds non-finite values (NaN or "
                          f"inf) in {show_names(nonfinite)}: the file is damaged or from a training "
                          "run that diverged. Nothing was loaded.")
-    for name, variable in targets.items():
+    if progress is not None:
+        progress.total = len(targets)
+    for i, (name, variable) in enumerate(targets.items()):
         variable.assign(np.asarray(arrays[name], dtype=variable.dtype))
+        if progress is not None:
+            progress.update(i + 1)
     naming.finalize_preprocessing(model)
     for name, reason in converted.consumed.items():
         log.debug("%s: %s used as %s", converted.source, name, reason)
@@ -541,7 +547,9 @@ def _load_file(model, path: str, spec, include_top: bool) -> None:
     if kind:
         _load_keras_native(model, path, kind)
         return
-    assign(model, read_checkpoint(path, spec, detect_format(path)), include_top)
+    fmt = detect_format(path)
+    with Progress(f"Converting {os.path.basename(path)} ({fmt}) for {model.name}") as bar:
+        assign(model, read_checkpoint(path, spec, fmt), include_top, progress=bar)
 
 
 def _load_registered(model, spec, tag: str, include_top: bool) -> None:
@@ -568,7 +576,9 @@ def _load_registered(model, spec, tag: str, include_top: bool) -> None:
         if kind:
             _load_keras_native(model, path, kind)
         else:
-            assign(model, converted, include_top)
+            with Progress(f"Loading weight set {ws.key} ({converted.format}) into "
+                          f"{model.name}") as bar:
+                assign(model, converted, include_top, progress=bar)
         return
 
 

@@ -102,6 +102,7 @@ def packaged_file(ws) -> str:
         >>> os.path.basename(packaged_file(get_weights("EfficientNetLite0")))
         'efficientnetlite0_imagenet_57934424.weights.h5'
     """
+    from ..progress import Progress
     from ..specs import get_spec
     from ..validation import file_mode
     from .cache import (PARTIAL_PREFIX, _cached_problem, cache_dir, read_record, remove_cached,
@@ -128,11 +129,13 @@ def packaged_file(ws) -> str:
     cache_dir("models", writable=True)
     remove_stale_partials(folder)
     source = packaged_checkpoint(ws)
-    converted = read_checkpoint(source, get_spec(ws.variant), ws.format)
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=".h5", dir=folder)
     os.close(fd)
     try:
-        flat_h5.write(tmp, converted.arrays, ws.variant)
+        with Progress(f"Converting weight set {ws.key} from the {ws.package} package "
+                      "(first use only; cached after)"):
+            converted = read_checkpoint(source, get_spec(ws.variant), ws.format)
+            flat_h5.write(tmp, converted.arrays, ws.variant)
         os.chmod(tmp, file_mode())
         write_record(tmp, {"weight_set": ws.key, "converted": True})
         os.replace(tmp, final)
