@@ -1,5 +1,8 @@
 """Every code sample in docs/*.md and every docstring example in keras_efficientnet/ runs.
 
+The docstring examples are collected here and run from tests/test_docstrings.py (a file of
+their own, so the test runner's two workers share the samples and the examples).
+
 Markdown: each ```python block of a page runs, in order, in one namespace per page (a later
 block may use an earlier one's names), in a temporary working directory with an empty Keras
 cache. A block preceded by ``<!-- docs-test: skip (reason) -->`` is skipped; the reason is
@@ -158,13 +161,6 @@ def run_doctest(test: doctest.DocTest) -> str:
                                    verbose=False)
     runner.run(test, out=out.write, clear_globs=True)
     return out.getvalue() if runner.failures else ""
-
-
-@on_sample_backend
-@pytest.mark.parametrize("test", _collect_doctests())
-def test_docstring_examples(test, sandbox):
-    report = run_doctest(test)
-    assert not report, report
 
 
 # --------------------------------------------------------------------------------------------
