@@ -317,7 +317,6 @@ def _attach_pretrained_cfg(model, spec, weights, tag_weights):
     """timm's ``model.pretrained_cfg`` on every built model: the registered set's, or the
     spec's own input conventions (with the file as source for a weights file)."""
     from ..pretrained.registry import pretrained_cfg
-
     from ..specs import VARIANTS
 
     cfg = pretrained_cfg(spec, weights if tag_weights else None)
