@@ -33,9 +33,10 @@ _LEGACY_ENV = "KE_DOWNLOAD_PROGRESS"
 _OFF = ("0", "", "false", "no", "off")
 
 
-def enabled(stream=None) -> bool:
-    """Whether progress lines are shown: ``KE_PROGRESS`` (then ``KE_DOWNLOAD_PROGRESS``) if
-    set, else whether ``stream`` (default stderr) is a terminal.
+def enabled(stream=None, prefer: str | None = None) -> bool:
+    """Whether progress lines are shown: the first of ``prefer`` (a step's own switch, such
+    as downloads' ``KE_DOWNLOAD_PROGRESS``), ``KE_PROGRESS`` and ``KE_DOWNLOAD_PROGRESS``
+    that is set, else whether ``stream`` (default stderr) is a terminal.
 
     Example:
         >>> import io
@@ -43,7 +44,8 @@ def enabled(stream=None) -> bool:
         >>> enabled(io.StringIO())  # not a terminal (and KE_PROGRESS unset)
         False
     """
-    value = os.environ.get(ENV, os.environ.get(_LEGACY_ENV))
+    names = ((prefer,) if prefer else ()) + (ENV, _LEGACY_ENV)
+    value = next((os.environ[n] for n in names if n in os.environ), None)
     if value is None:
         stream = sys.stderr if stream is None else stream
         return bool(getattr(stream, "isatty", lambda: False)())

@@ -11,6 +11,13 @@ import pytest
 from keras_efficientnet.progress import Progress, enabled
 
 
+@pytest.fixture(autouse=True)
+def no_switches(monkeypatch):
+    """Each test starts with neither switch set (as a user's shell usually is)."""
+    for key in ("KE_PROGRESS", "KE_DOWNLOAD_PROGRESS"):
+        monkeypatch.delenv(key, raising=False)
+
+
 class Terminal(io.StringIO):
     """A text stream that says it is a terminal, as stderr does in an interactive shell."""
 
@@ -18,9 +25,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_terminal_redraws_one_line_while_an_opaque_step_runs(monkeypatch):
-    monkeypatch.delenv("KE_PROGRESS", raising=False)
-    monkeypatch.delenv("KE_DOWNLOAD_PROGRESS", raising=False)
+def test_terminal_redraws_one_line_while_an_opaque_step_runs():
     tty = Terminal()
     with Progress("Exporting model to tflite", stream=tty, interval=0.05):
         time.sleep(0.4)  # a converter that reports nothing
@@ -31,9 +36,7 @@ def test_terminal_redraws_one_line_while_an_opaque_step_runs(monkeypatch):
     assert text.count("\n") == 1 and re.search(r"done in 0\.\d s\n$", text), text
 
 
-def test_counted_step_draws_a_bar_and_a_failure_says_so(monkeypatch):
-    monkeypatch.delenv("KE_PROGRESS", raising=False)
-    monkeypatch.delenv("KE_DOWNLOAD_PROGRESS", raising=False)
+def test_counted_step_draws_a_bar_and_a_failure_says_so():
     tty = Terminal()
     with pytest.raises(RuntimeError):
         with Progress("Loading weights", total=4, stream=tty, interval=0) as bar:
@@ -51,8 +54,6 @@ def test_counted_step_draws_a_bar_and_a_failure_says_so(monkeypatch):
     ({"KE_PROGRESS": "1", "KE_DOWNLOAD_PROGRESS": "0"}, False, True),
 ])
 def test_switches(monkeypatch, env, tty, expected):
-    for key in ("KE_PROGRESS", "KE_DOWNLOAD_PROGRESS"):
-        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     stream = Terminal() if tty else io.StringIO()
@@ -60,3 +61,16 @@ def test_switches(monkeypatch, env, tty, expected):
     with Progress("Step", stream=stream):
         pass
     assert bool(stream.getvalue()) is expected
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, False), ({"KE_PROGRESS": "1"}, True),
+    ({"KE_PROGRESS": "1", "KE_DOWNLOAD_PROGRESS": "0"}, False),  # a step's own switch wins
+    ({"KE_PROGRESS": "0", "KE_DOWNLOAD_PROGRESS": "1"}, True),
+])
+def test_a_steps_own_switch_comes_first(monkeypatch, env, expected):
+    """Downloads ask ``enabled(prefer="KE_DOWNLOAD_PROGRESS")``: their switch, then the
+    general one."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert enabled(io.StringIO(), prefer="KE_DOWNLOAD_PROGRESS") is expected

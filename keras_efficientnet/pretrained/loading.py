@@ -88,10 +88,7 @@ _SHA256 = re.compile(r'^(?:W/)?"?([0-9a-f]{64})"?$')
 
 
 def _progress_printer(url):
-    if os.environ.get(ENV_PROGRESS) is not None:  # the download-only switch wins here
-        if os.environ[ENV_PROGRESS].strip().lower() in ("0", "", "false", "no", "off"):
-            return None
-    elif not progress_enabled():  # KE_PROGRESS, else whether stderr is a terminal
+    if not progress_enabled(prefer=ENV_PROGRESS):  # the download switch, then KE_PROGRESS
         return None
     state = {"last": 0.0}
     name = url.rstrip("/").split("/")[-1]
