@@ -5,9 +5,10 @@ One :class:`WeightEntry` per variable, in the order the factory creates them: it
 name (``block2a_expand_conv/kernel``: the layer name keras.applications uses, then the
 variable; the same in ``layout="flat"`` and ``layout="blocks"``), its shape in Keras' layout
 (channels-last kernels), the layer and block it belongs to, what kind of weight it is and
-whether it is trained. Parameter counts (:func:`keras_efficientnet.flops.count_params_spec`)
-and converters' expected shapes
-(:func:`keras_efficientnet.pretrained.convert.shapes.expected_shapes`) are read from it;
+whether it is trained. Parameter counts (:func:`keras_efficientnet.flops.count_params_spec`),
+converters' expected shapes
+(:func:`keras_efficientnet.pretrained.convert.shapes.expected_shapes`) and the PyTorch
+converters' expected tensors (timm, torchvision, efficientnet_pytorch) are read from it;
 tests/test_manifest.py checks it against the built graph for every variant.
 """
 

@@ -24,7 +24,9 @@ source key                                   our flat name
 :func:`~keras_efficientnet.specs.resolve`. Convolutions are stored ``(out, in, kh, kw)``
 (Keras: ``(kh, kw, in, out)``), depthwise kernels ``(C, 1, kh, kw)`` (Keras ``(kh, kw, C, 1)``)
 and the classifier ``(out, in)``. BatchNorm's ``num_batches_tracked`` counters are consumed
-on purpose: inference does not use them. Both packages pad like TensorFlow
+on purpose: inference does not use them. The expected keys and shapes come from the spec's
+weight manifest (:func:`~keras_efficientnet.specs.manifest.weight_manifest`); this module
+only names them (the table) and transposes the shapes. Both packages pad like TensorFlow
 (``Conv2dStaticSamePadding``) and use BatchNorm epsilon 1e-3, our ``padding="same"`` specs.
 """
 
@@ -34,8 +36,10 @@ import zipfile
 
 import numpy as np
 
+from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .torch_state import BN_VARIABLES as _BN, read_state_dict
+from .shapes import TORCH_VARIABLES, block_positions, block_role, torch_shape
+from .torch_state import read_state_dict
 
 FORMAT = "efficientnet_pytorch"
 #: bytes that identify the format inside the pickled key list.
@@ -107,6 +111,16 @@ def _same(a):
     return a
 
 
+_LAYOUTS = {"conv": _conv, "depthwise": _depthwise, "dense": _dense}
+#: the source modules outside the blocks, by our layer name (the table above).
+OUTER = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1",
+         "predictions": "_fc"}
+#: the module inside ``_blocks.N`` for each of our block roles (the table above).
+PARTS = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "bn": "_bn1",
+         "se_reduce": "_se_reduce", "se_expand": "_se_expand", "project_conv": "_project_conv",
+         "project_bn": "_bn2"}
+
+
 def plan(spec, classes: int | None) -> dict[str, tuple[str, tuple, object]]:
     """The mapping a file for ``spec`` must follow: ``{source_key: (flat_name, source_shape,
     layout_fn)}`` (``num_batches_tracked`` excluded; classifier only when ``classes``).
@@ -121,46 +135,17 @@ def plan(spec, classes: int | None) -> dict[str, tuple[str, tuple, object]]:
         >>> p["_blocks.1._depthwise_conv.weight"][:2]
         ('block2a_dwconv/kernel', (96, 1, 3, 3))
     """
-    from ...specs import resolve
-
-    resolved = resolve(spec)
-    out: dict[str, tuple[str, tuple, object]] = {}
-
-    def conv(src, dst, cin, cout, k=1, bias=False):
-        out[f"{src}.weight"] = (f"{dst}/kernel", (cout, cin, k, k), _conv)
-        if bias:
-            out[f"{src}.bias"] = (f"{dst}/bias", (cout,), _same)
-
-    def bn(src, dst, channels):
-        for s, d in _BN.items():
-            out[f"{src}.{s}"] = (f"{dst}/{d}", (channels,), _same)
-
-    conv("_conv_stem", "stem_conv", 3, resolved.stem_channels, 3)
-    bn("_bn0", "stem_bn", resolved.stem_channels)
-    for i, block in enumerate(resolved.blocks):
+    positions = block_positions(spec)
+    for block, _, _ in positions.values():
         if block.kind != "mb" or block.experts:
             raise ValueError(f"The efficientnet_pytorch format has only MBConv blocks; {spec.name} "
                              f"block {block.name} is {'CondConv' if block.experts else 'fused'}.")
-        src, dst = f"_blocks.{i}", block.name
-        hidden = block.in_channels
-        if block.hidden_channels is not None:
-            hidden = block.hidden_channels
-            conv(f"{src}._expand_conv", f"{dst}_expand_conv", block.in_channels, hidden)
-            bn(f"{src}._bn0", f"{dst}_expand_bn", hidden)
-        out[f"{src}._depthwise_conv.weight"] = (f"{dst}_dwconv/kernel",
-                                                (hidden, 1, block.kernel, block.kernel), _depthwise)
-        bn(f"{src}._bn1", f"{dst}_bn", hidden)
-        if block.se_channels:
-            conv(f"{src}._se_reduce", f"{dst}_se_reduce", hidden, block.se_channels, bias=True)
-            conv(f"{src}._se_expand", f"{dst}_se_expand", block.se_channels, hidden, bias=True)
-        conv(f"{src}._project_conv", f"{dst}_project_conv", hidden, block.out_channels)
-        bn(f"{src}._bn2", f"{dst}_project_bn", block.out_channels)
-    last = resolved.blocks[-1].out_channels
-    conv("_conv_head", "top_conv", last, resolved.head_channels)
-    bn("_bn1", "top_bn", resolved.head_channels)
-    if classes:
-        out["_fc.weight"] = ("predictions/kernel", (classes, resolved.head_channels), _dense)
-        out["_fc.bias"] = ("predictions/bias", (classes,), _same)
+    index = {name: i for i, name in enumerate(positions)}
+    out: dict[str, tuple[str, tuple, object]] = {}
+    for entry in weight_manifest(spec, classes):
+        module = OUTER.get(entry.layer) or f"_blocks.{index[entry.block]}.{PARTS[block_role(entry)]}"
+        layout = _LAYOUTS[entry.kind] if len(entry.shape) > 1 else _same
+        out[f"{module}.{TORCH_VARIABLES[entry.variable]}"] = (entry.name, torch_shape(entry), layout)
     return out
 
 

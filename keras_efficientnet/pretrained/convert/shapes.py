@@ -3,15 +3,20 @@
 :func:`expected_shapes` lists every flat weight name of the model the factory builds for a
 spec, with its Keras-layout shape, read from the spec's weight manifest
 (:func:`keras_efficientnet.specs.manifest.weight_manifest`). Converters use it to say which
-variant a checkpoint holds (:func:`match_variants`) without building any model.
+variant a checkpoint holds (:func:`match_variants`) without building any model; the PyTorch
+converters list a file's tensors from it, adding only their naming rule (:func:`torch_shape`,
+:data:`TORCH_VARIABLES`, :func:`block_role`, :func:`block_positions` are shared).
 """
 
 from __future__ import annotations
 
-from ...specs import get_spec
+from ...specs import get_spec, resolve
 from ...specs.manifest import weight_manifest
+from .torch_state import BN_VARIABLES
 
 HEAD_NAMES = ("predictions/kernel", "predictions/bias")
+#: our variable names -> the PyTorch parameter (or buffer) names they are stored under.
+TORCH_VARIABLES = {"kernel": "weight", "bias": "bias", **{v: k for k, v in BN_VARIABLES.items()}}
 
 
 def expected_shapes(spec, classes: int | None = None) -> dict[str, tuple[int, ...]]:
@@ -28,6 +33,46 @@ def expected_shapes(spec, classes: int | None = None) -> dict[str, tuple[int, ..
         ((3, 3, 96, 1), (1280, 10))
     """
     return {e.name: e.shape for e in weight_manifest(get_spec(spec), classes)}
+
+
+def torch_shape(entry) -> tuple[int, ...]:
+    """The shape PyTorch stores a manifest entry in: the inverse of the converters' layout
+    transform. Convolutions HWIO -> OIHW, depthwise ``(k, k, C, 1)`` -> ``(C, 1, k, k)``,
+    dense and routing ``(in, out)`` -> ``(out, in)``, CondConv experts ``(N, k, k, I, O)`` ->
+    ``(N, O*I*k*k)``; vectors unchanged.
+
+    Example:
+        >>> from keras_efficientnet.specs import get_spec
+        >>> from keras_efficientnet.specs.manifest import weight_manifest
+        >>> from keras_efficientnet.pretrained.convert.shapes import torch_shape
+        >>> [torch_shape(e) for e in weight_manifest(get_spec("EfficientNetB0"))[5:7]]
+        [(32, 1, 3, 3), (32,)]
+    """
+    s = entry.shape
+    if len(s) == 5:
+        n, kh, kw, cin, cout = s
+        return (n, cout * cin * kh * kw)
+    if entry.kind == "depthwise":
+        return (s[2], s[3], s[0], s[1])
+    if len(s) == 4:
+        return (s[3], s[2], s[0], s[1])
+    return tuple(reversed(s))
+
+
+def block_role(entry) -> str:
+    """A manifest entry's role in its block: its layer name without ``"<block>_"``
+    (``expand_conv``, ``se_reduce``, ...), the depthwise layer ``dwconv`` in every family."""
+    return "dwconv" if entry.kind == "depthwise" else entry.layer[len(entry.block) + 1:]
+
+
+def block_positions(spec) -> dict:
+    """``{block name: (resolved block, stage, index within the stage)}``, in network order."""
+    out, count = {}, {}
+    for block in resolve(spec).blocks:
+        index = count.get(block.stage, 0)
+        count[block.stage] = index + 1
+        out[block.name] = (block, block.stage, index)
+    return out
 
 
 def classes_of(shapes: dict) -> int | None:

@@ -19,10 +19,13 @@ HWIO, depthwise ``(C, 1, k, k)`` -> ``(k, k, C, 1)``, linear ``(out, in)`` -> ``
 CondConv experts ``(N, O*I*k*k)`` -> ``(N, k, k, I, O)``. BatchNorm ``num_batches_tracked``
 counters are consumed on purpose (training bookkeeping, no inference meaning).
 
-The expected tensors are derived from the resolved spec, so the conversion is strict: a
-tensor the spec does not expect, one it expects but the file lacks, or one of another shape
-raises ``ValueError`` naming them (a checkpoint of another variant fails here, before any
-model weight changes).
+The expected tensors are read from the spec's weight manifest
+(:func:`~keras_efficientnet.specs.manifest.weight_manifest`): which layers exist and their
+shapes come from it, and this module only names them (the table above, by the role of a
+weight's layer in its block) and transposes the shapes to timm's layouts. The conversion is
+strict: a tensor the spec does not expect, one it expects but the file lacks, or one of
+another shape raises ``ValueError`` naming them (a checkpoint of another variant fails here,
+before any model weight changes).
 
 Files: ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` (``torch.load(weights_only=True)``) and
 ``.safetensors``, read by the shared reader (``torch_state.py``): a training checkpoint's EMA
@@ -36,11 +39,12 @@ import os
 
 import numpy as np
 
+from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .torch_state import BN_VARIABLES as BN_PARTS, SAFETENSORS_SUFFIXES, read_state_dict
+from .shapes import HEAD_NAMES, TORCH_VARIABLES, block_positions, block_role, torch_shape
+from .torch_state import SAFETENSORS_SUFFIXES, read_state_dict
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-HEAD_NAMES = ("predictions/kernel", "predictions/bias")
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -80,78 +84,56 @@ def sniff(path: str) -> bool:
 
 # -- the expected tensors of a spec ----------------------------------------------------------
 
-def _bn(src, dst, channels):
-    return [(f"{src}.{p}", f"{dst}/{q}", "vec", (channels,)) for p, q in BN_PARTS.items()]
+_SE = {"se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand"}
+_INVERTED = {"expand_conv": "conv_pw", "expand_bn": "bn1", "dwconv": "conv_dw", "bn": "bn2", **_SE,
+             "project_conv": "conv_pwl", "project_bn": "bn3"}
+#: timm's module for each of our block roles (:func:`~.shapes.block_role`), by timm block class.
+PARTS = {
+    "DepthwiseSeparable": {"dwconv": "conv_dw", "bn": "bn1", **_SE, "project_conv": "conv_pw",
+                           "project_bn": "bn2"},
+    "InvertedResidual": _INVERTED,
+    "CondConvResidual": {"routing": "routing_fn", **_INVERTED},
+    "EdgeResidual": {"expand_conv": "conv_exp", "expand_bn": "bn1", **_SE, "project_conv": "conv_pwl",
+                     "project_bn": "bn2"},
+    "ConvBnAct": {"project_conv": "conv", "project_bn": "bn1"},
+}
+#: timm's modules outside the blocks, by our layer name.
+OUTER = {"stem_conv": "conv_stem", "stem_bn": "bn1", "top_conv": "conv_head", "top_bn": "bn2",
+         "predictions": "classifier"}
 
 
-def _conv(src, dst, out, inp, k):
-    return [(f"{src}.weight", f"{dst}/kernel", "conv", (out, inp, k, k))]
+def _timm_block(block) -> str:
+    """The timm block class of a resolved block (the table of the module docstring)."""
+    if block.kind == "mb" and block.hidden_channels is None:
+        if block.experts:
+            raise ValueError(f"{block.name}: timm has no CondConv depthwise-separable block.")
+        return "DepthwiseSeparable"
+    if block.kind == "mb":
+        return "CondConvResidual" if block.experts else "InvertedResidual"
+    return "EdgeResidual" if block.hidden_channels is not None else "ConvBnAct"
 
 
-def _dw(src, dst, channels, k):
-    return [(f"{src}.weight", f"{dst}/kernel", "dw", (channels, 1, k, k))]
+def _layout(entry):
+    """How :func:`_to_keras` turns the timm tensor of a manifest entry into ours."""
+    shape = entry.shape
+    if len(shape) == 5:  # CondConv experts (N, k, k, I, O), stored (N, O*I*k*k)
+        _, k, _, cin, cout = shape
+        return ("cc_dw", cin, k) if entry.kind == "depthwise" else ("cc_conv", cout, cin, k)
+    if len(shape) < 4:
+        return {1: "vec", 2: "dense"}[len(shape)]
+    return "dw" if entry.kind == "depthwise" else "conv"
 
 
-def _cc(src, dst, experts, out, inp, k, depthwise=False):
-    if depthwise:
-        return [(f"{src}.weight", f"{dst}/kernel", ("cc_dw", out, k), (experts, out * k * k))]
-    return [(f"{src}.weight", f"{dst}/kernel", ("cc_conv", out, inp, k), (experts, out * inp * k * k))]
-
-
-def _se(src, dst, channels, reduced):
-    return [(f"{src}.conv_reduce.weight", f"{dst}_reduce/kernel", "conv", (reduced, channels, 1, 1)),
-            (f"{src}.conv_reduce.bias", f"{dst}_reduce/bias", "vec", (reduced,)),
-            (f"{src}.conv_expand.weight", f"{dst}_expand/kernel", "conv", (channels, reduced, 1, 1)),
-            (f"{src}.conv_expand.bias", f"{dst}_expand/bias", "vec", (channels,))]
-
-
-def _block_entries(block, src, dw="dwconv"):
-    """(timm name, our flat name, layout, timm shape) for one resolved block; ``dw`` is the
-    depthwise layer's name (:func:`keras_efficientnet.specs.naming.dwconv_name`)."""
-    b, n, k = block.name, block.experts, block.kernel
-    cin, cout, mid = block.in_channels, block.out_channels, block.hidden_channels
-    entries = []
-    if block.kind == "mb" and mid is None:  # DepthwiseSeparableConv
-        if n:
-            raise ValueError(f"{b}: timm has no CondConv depthwise-separable block.")
-        entries += _dw(f"{src}.conv_dw", f"{b}_{dw}", cin, k) + _bn(f"{src}.bn1", f"{b}_bn", cin)
-        if block.se_channels:
-            entries += _se(f"{src}.se", f"{b}_se", cin, block.se_channels)
-        entries += _conv(f"{src}.conv_pw", f"{b}_project_conv", cout, cin, 1)
-        entries += _bn(f"{src}.bn2", f"{b}_project_bn", cout)
-    elif block.kind == "mb":  # InvertedResidual / CondConvResidual
-        if n:
-            entries += [(f"{src}.routing_fn.weight", f"{b}_routing/kernel", "dense", (n, cin)),
-                        (f"{src}.routing_fn.bias", f"{b}_routing/bias", "vec", (n,))]
-            entries += _cc(f"{src}.conv_pw", f"{b}_expand_conv", n, mid, cin, 1)
-        else:
-            entries += _conv(f"{src}.conv_pw", f"{b}_expand_conv", mid, cin, 1)
-        entries += _bn(f"{src}.bn1", f"{b}_expand_bn", mid)
-        if n:
-            entries += _cc(f"{src}.conv_dw", f"{b}_{dw}", n, mid, 1, k, depthwise=True)
-        else:
-            entries += _dw(f"{src}.conv_dw", f"{b}_{dw}", mid, k)
-        entries += _bn(f"{src}.bn2", f"{b}_bn", mid)
-        if block.se_channels:
-            entries += _se(f"{src}.se", f"{b}_se", mid, block.se_channels)
-        if n:
-            entries += _cc(f"{src}.conv_pwl", f"{b}_project_conv", n, cout, mid, 1)
-        else:
-            entries += _conv(f"{src}.conv_pwl", f"{b}_project_conv", cout, mid, 1)
-        entries += _bn(f"{src}.bn3", f"{b}_project_bn", cout)
-    elif mid is not None:  # EdgeResidual
-        entries += _conv(f"{src}.conv_exp", f"{b}_expand_conv", mid, cin, k)
-        entries += _bn(f"{src}.bn1", f"{b}_expand_bn", mid)
-        if block.se_channels:
-            entries += _se(f"{src}.se", f"{b}_se", mid, block.se_channels)
-        entries += _conv(f"{src}.conv_pwl", f"{b}_project_conv", cout, mid, 1)
-        entries += _bn(f"{src}.bn2", f"{b}_project_bn", cout)
-    else:  # ConvBnAct
-        if block.se_channels:
-            raise ValueError(f"{b}: timm's ConvBnAct block has no squeeze-excitation.")
-        entries += _conv(f"{src}.conv", f"{b}_project_conv", cout, cin, k)
-        entries += _bn(f"{src}.bn1", f"{b}_project_bn", cout)
-    return entries
+def _module(entry, positions) -> str:
+    if entry.layer in OUTER:
+        return OUTER[entry.layer]
+    block, stage, index = positions[entry.block]
+    kind = _timm_block(block)
+    role = block_role(entry)
+    if role not in PARTS[kind]:
+        what = "squeeze-excitation" if role.startswith("se_") else role
+        raise ValueError(f"{entry.block}: timm's {kind} block has no {what}.")
+    return f"blocks.{stage}.{index}.{PARTS[kind][role]}"
 
 
 def expected_tensors(spec, classes: int | None = 1000, head: bool = True) -> list[tuple]:
@@ -160,6 +142,10 @@ def expected_tensors(spec, classes: int | None = 1000, head: bool = True) -> lis
     head convolution (``conv_head``, ``bn2``) and the classifier: the tensors of a
     ``features_only`` backbone (smp's ``tu-*`` encoders, effdet's backbones).
 
+    The weights and their shapes are the spec's manifest
+    (:func:`~keras_efficientnet.specs.manifest.weight_manifest`), in its order; only their
+    timm names (:data:`PARTS`, :data:`OUTER`) and layouts are decided here.
+
     Example:
         >>> from keras_efficientnet.specs import get_spec
         >>> from keras_efficientnet.pretrained.convert.timm import expected_tensors
@@ -167,45 +153,25 @@ def expected_tensors(spec, classes: int | None = 1000, head: bool = True) -> lis
         >>> entries[0][:2], len(entries)
         (('conv_stem.weight', 'stem_conv/kernel'), 311)
     """
-    from ...specs import resolve
-    from ...specs.naming import dwconv_name
+    positions = block_positions(spec)
+    return [(f"{_module(e, positions)}.{TORCH_VARIABLES[e.variable]}", e.name, _layout(e), torch_shape(e))
+            for e in weight_manifest(spec, classes if head else None) if head or e.block != "top"]
 
-    resolved = resolve(spec)
-    entries = _conv("conv_stem", "stem_conv", resolved.stem_channels, 3, 3)
-    entries += _bn("bn1", "stem_bn", resolved.stem_channels)
-    stage_index: dict[int, int] = {}
-    for block in resolved.blocks:
-        j = stage_index.get(block.stage, 0)
-        stage_index[block.stage] = j + 1
-        entries += _block_entries(block, f"blocks.{block.stage}.{j}", dw=dwconv_name(spec))
-    if not head:
-        return entries
-    last = resolved.blocks[-1].out_channels
-    entries += _conv("conv_head", "top_conv", resolved.head_channels, last, 1)
-    entries += _bn("bn2", "top_bn", resolved.head_channels)
-    if classes:
-        entries += [("classifier.weight", "predictions/kernel", "dense", (classes, resolved.head_channels)),
-                    ("classifier.bias", "predictions/bias", "vec", (classes,))]
-    return entries
+
+_PERMUTATIONS = {"conv": (2, 3, 1, 0), "dw": (2, 3, 0, 1), "dense": (1, 0)}
 
 
 def _to_keras(array, layout):
     if layout == "vec":
         return array
-    if layout == "conv":
-        return np.transpose(array, (2, 3, 1, 0))
-    if layout == "dw":
-        return np.transpose(array, (2, 3, 0, 1))
-    if layout == "dense":
-        return np.transpose(array)
-    kind = layout[0]
-    experts = array.shape[0]
-    if kind == "cc_conv":
+    if layout in _PERMUTATIONS:
+        return np.transpose(array, _PERMUTATIONS[layout])
+    if layout[0] == "cc_conv":
         _, out, inp, k = layout
-        return np.transpose(array.reshape(experts, out, inp, k, k), (0, 3, 4, 2, 1))
-    if kind == "cc_dw":
+        return np.transpose(array.reshape(-1, out, inp, k, k), (0, 3, 4, 2, 1))
+    if layout[0] == "cc_dw":
         _, channels, k = layout
-        return np.transpose(array.reshape(experts, channels, 1, k, k), (0, 3, 4, 1, 2))
+        return np.transpose(array.reshape(-1, channels, 1, k, k), (0, 3, 4, 1, 2))
     raise ValueError(f"Unknown layout {layout!r}.")
 
 

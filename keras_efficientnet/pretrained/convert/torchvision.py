@@ -8,6 +8,11 @@ torchvision keeps the network in ``features`` (a Sequential): ``features.0`` is 
 MBConv ``[expand], depthwise, SE (fc1, fc2), project``; Fused-MBConv ``expand, project`` or a
 single conv. Every unit is ``.0`` conv + ``.1`` BatchNorm.
 
+The expected keys come from the spec's weight manifest
+(:func:`~keras_efficientnet.specs.manifest.weight_manifest`): which layers exist, in which
+order, is read from it, and this module only names them (:data:`UNITS`: a weight's role in
+its block -> unit and name) and permutes their layouts.
+
 What is accepted: a file written by ``torch.save(model.state_dict())`` (read with
 ``torch.load(weights_only=True)``, so nothing but tensors is unpickled); a checkpoint dict
 holding that state dict under ``"state_dict"`` or ``"model"`` (other entries, such as an epoch
@@ -30,16 +35,23 @@ import os
 import numpy as np
 
 from ...specs import VARIANTS, get_spec, resolve
-from ...specs.naming import dwconv_name
+from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .shapes import expected_shapes
-from .torch_state import BN_VARIABLES as BN, read_state_dict
+from .shapes import TORCH_VARIABLES, block_positions, block_role, expected_shapes
+from .torch_state import read_state_dict
 
 FORMAT = "torchvision"
 #: torch -> Keras layout permutations.
 CONV = (2, 3, 1, 0)        # (out, in, kh, kw) -> (kh, kw, in, out)
 DEPTHWISE = (2, 3, 0, 1)   # (C, 1, kh, kw) -> (kh, kw, C, 1)
 LINEAR = (1, 0)            # (out, in) -> (in, out)
+#: the permutation of each kind of manifest weight (vectors: none).
+PERMUTATIONS = {"conv": CONV, "depthwise": DEPTHWISE, "dense": LINEAR}
+#: our block role -> (the unit of ``features.<stage>.<i>.block`` it is in, its name there);
+#: a block's units are numbered in the order its weights come in the manifest.
+UNITS = {"expand_conv": ("expand", "0"), "expand_bn": ("expand", "1"), "dwconv": ("dw", "0"),
+         "bn": ("dw", "1"), "se_reduce": ("se", "fc1"), "se_expand": ("se", "fc2"),
+         "project_conv": ("project", "0"), "project_bn": ("project", "1")}
 #: spec fields that change what a torchvision network computes from the same tensors.
 CONVENTIONS = ("padding", "bn_epsilon", "activation", "se_gate")
 BN_COUNTER = "num_batches_tracked"
@@ -135,6 +147,9 @@ def key_map(spec, head: str | None = "classifier.1") -> dict[str, tuple[str, tup
         spec: the spec (or variant name) whose model receives the weights.
         head: torchvision's classifier prefix, or None for no classifier.
 
+    Raises:
+        ValueError: for a spec with CondConv blocks (torchvision has none).
+
     Example:
         >>> from keras_efficientnet.pretrained.convert.torchvision import key_map
         >>> m = key_map("tv_efficientnet_b0")
@@ -143,48 +158,27 @@ def key_map(spec, head: str | None = "classifier.1") -> dict[str, tuple[str, tup
         >>> m["features.2.0.block.2.fc1.bias"], m["classifier.1.weight"][0]
         (('block2a_se_reduce/bias', None), 'predictions/kernel')
     """
-    resolved = resolve(get_spec(spec))
+    spec = get_spec(spec)
+    positions = block_positions(spec)
+    top = f"features.{len(spec.blocks) + 1}"
+    outer = {"stem_conv": "features.0.0", "stem_bn": "features.0.1", "top_conv": f"{top}.0",
+             "top_bn": f"{top}.1", "predictions": head}
+    units: dict[str, list] = {}  # block -> its units, in the order the manifest lists them
     out: dict[str, tuple[str, tuple | None]] = {}
-
-    def conv_bn(src, conv, bn, perm=CONV):
-        out[f"{src}.0.weight"] = (f"{conv}/kernel", perm)
-        for tv_name, ours in BN.items():
-            out[f"{src}.1.{tv_name}"] = (f"{bn}/{ours}", None)
-
-    def se(src, prefix):
-        for fc, ours in (("fc1", "se_reduce"), ("fc2", "se_expand")):
-            out[f"{src}.{fc}.weight"] = (f"{prefix}_{ours}/kernel", CONV)
-            out[f"{src}.{fc}.bias"] = (f"{prefix}_{ours}/bias", None)
-
-    conv_bn("features.0", "stem_conv", "stem_bn")
-    position: dict[int, int] = {}
-    for block in resolved.blocks:
-        index = position.get(block.stage, 0)
-        position[block.stage] = index + 1
-        base, p = f"features.{block.stage + 1}.{index}.block", block.name
-        units = []  # (kind, names) in torchvision's order
-        if block.kind == "mb":
-            if block.hidden_channels is not None:
-                units.append(("conv", (f"{p}_expand_conv", f"{p}_expand_bn"), CONV))
-            units.append(("conv", (f"{p}_{dwconv_name(resolved.spec)}", f"{p}_bn"), DEPTHWISE))
-            if block.se_channels:
-                units.append(("se", p, None))
-            units.append(("conv", (f"{p}_project_conv", f"{p}_project_bn"), CONV))
-        else:
-            if block.hidden_channels is not None:
-                units.append(("conv", (f"{p}_expand_conv", f"{p}_expand_bn"), CONV))
-            if block.se_channels:
-                units.append(("se", p, None))
-            units.append(("conv", (f"{p}_project_conv", f"{p}_project_bn"), CONV))
-        for j, (kind, names, perm) in enumerate(units):
-            if kind == "se":
-                se(f"{base}.{j}", names)
-            else:
-                conv_bn(f"{base}.{j}", *names, perm=perm)
-    conv_bn(f"features.{len(resolved.spec.blocks) + 1}", "top_conv", "top_bn")
-    if head:
-        out[f"{head}.weight"] = ("predictions/kernel", LINEAR)
-        out[f"{head}.bias"] = ("predictions/bias", None)
+    for entry in weight_manifest(spec, 1 if head else None):
+        module = outer.get(entry.layer)
+        if module is None:
+            if block_role(entry) not in UNITS:
+                raise ValueError(f"torchvision has no CondConv blocks; {spec.name} block "
+                                 f"{entry.block} is one.")
+            unit, part = UNITS[block_role(entry)]
+            seen = units.setdefault(entry.block, [])
+            if unit not in seen:
+                seen.append(unit)
+            _, stage, index = positions[entry.block]
+            module = f"features.{stage + 1}.{index}.block.{seen.index(unit)}.{part}"
+        perm = PERMUTATIONS.get(entry.kind) if len(entry.shape) > 1 else None
+        out[f"{module}.{TORCH_VARIABLES[entry.variable]}"] = (entry.name, perm)
     return out
 
 
