@@ -707,10 +707,11 @@ correlation, with the same values (tests/test_depthwise.py, against Keras' Depth
 
 BatchNorm: the default model is keras.applications' flat graph, layer for layer. Its
 BatchNorm layers are `FastBatchNormalization` (a `keras.layers.BatchNormalization` subclass,
-same variables and config, saved as the core layer): on TensorFlow, in inference, it runs
-TensorFlow's one fused BatchNorm kernel instead of Keras 3's separate element-wise ops, which is
-most of the TensorFlow margin over keras.applications on the same graph
-(tests/test_batch_norm.py; outputs equal up to rounding). The `ours[bn_fold=...]` rows are the
+same variables and config, saved as the core layer): on TensorFlow and PyTorch, in inference
+and training, it runs the backend's one fused BatchNorm kernel (and its gradient) instead of
+Keras 3's separate moments and element-wise ops, which is most of the TensorFlow margin over
+keras.applications on the same graph and of the training-step margin on both backends
+(tests/test_batch_norm.py; outputs, gradients and moving statistics equal up to rounding). The `ours[bn_fold=...]` rows are the
 other layout, `layout="blocks"` (one composite layer per block), with the blocks' folding forced:
 in inference-mode calls each block computes its convolution + BatchNorm pairs as one
 convolution with a kernel scaled from the live BatchNorm variables, plus a bias add
@@ -743,6 +744,29 @@ computation traced once and frozen: the same kernels without Keras' per-layer Py
 """
 
 
+TARGETS_HEADER = """# Benchmark targets
+
+The rows the speed targets are set on, against keras.applications (same backend, variant,
+batch and resolution): B0 and V2-S inference at batch 32, the B0 training step, first call.
+A shorter run than docs/benchmarks.md (no forced-implementation, folded, exported or timm
+rows), made to check the targets after a change; docs/benchmarks.md explains the method and
+has every row. Written by:
+
+    {command}
+
+![speed-up chart]({chart})
+
+"""
+
+
+def targets_only(args: dict) -> bool:
+    """Whether a run's arguments are the ``--targets`` set (the rows the targets are set on)."""
+    return (list(args.get("batches") or []) == [32] and not args.get("exports")
+            and not args.get("fold") and args.get("no_timm") and args.get("no_torchscript")
+            and not args.get("depthwise_impls") and not args.get("data_formats")
+            and not args.get("bn_folds"))
+
+
 def _finish(report, out, docs=None):
     report["rows"] = ratio_rows(report)
     text = markdown(report)
@@ -755,10 +779,13 @@ def _finish(report, out, docs=None):
         import shutil
         assets = os.path.join(os.path.dirname(os.path.abspath(docs)), "assets")
         os.makedirs(assets, exist_ok=True)
-        shutil.copyfile(os.path.join(out, "latest.png"), os.path.join(assets, "benchmarks.png"))
-        rel = "assets/benchmarks.png"
+        # one chart per page: docs/benchmarks.md -> assets/benchmarks.png
+        name = os.path.splitext(os.path.basename(docs))[0] + ".png"
+        shutil.copyfile(os.path.join(out, "latest.png"), os.path.join(assets, name))
+        rel = f"assets/{name}"
         body = text.split("\n", 2)[2]  # the table page without its title
-        header = DOCS_HEADER.replace("{chart}", rel).replace("{command}", report["command"])
+        template = TARGETS_HEADER if targets_only(report["args"]) else DOCS_HEADER
+        header = template.replace("{chart}", rel).replace("{command}", report["command"])
         _write(docs, header + body)
     print(text)
     return 0
@@ -823,6 +850,10 @@ def main(argv=None):
     p.add_argument("--no-cold", action="store_true", help="skip first-call latency and memory")
     p.add_argument("--quick", action="store_true",
                    help="128 px, batches 1 and 32, train batch 16, 1 warm-up, 3 repeats, 1 cold run")
+    p.add_argument("--targets", action="store_true",
+                   help="only the rows the targets are set on (inference batch 32, the training "
+                        "step, first call; no forced-implementation, fold, export or timm rows): "
+                        "about 25 minutes at 224 px; with --docs it writes a short page")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -841,6 +872,10 @@ def main(argv=None):
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.targets:
+        args.batches = [32]
+        args.depthwise_impls, args.data_formats, args.bn_folds = [], [], []
+        args.fold, args.exports, args.no_timm, args.no_torchscript = False, False, True, True
     if args.worker:
         return worker(args)
     if args.merge:
