@@ -132,10 +132,9 @@ def main(argv=None):
     if args.render:
         with open(args.render) as f:
             return _publish(json.load(f), args)
-    import platform
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    from run import cpu_name  # benchmarks/run.py, beside this file (on sys.path as the script's folder)
+
+    cpu = cpu_name()
     report = {"command": "python benchmarks/cli_startup.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "repeats": args.repeats,
               "machine": f"{cpu}, {os.cpu_count()} cores, load average "

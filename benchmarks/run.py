@@ -397,18 +397,22 @@ def _common_args(args):
     return out
 
 
-def machine_info():
-    import importlib.metadata as md
-
-    cpu = platform.processor()
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; ``platform.processor()`` elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor()
+
+
+def machine_info():
+    import importlib.metadata as md
+
+    cpu = cpu_name()
     versions = {}
     for pkg in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "timm",
                 "onnxruntime", "numpy"):
