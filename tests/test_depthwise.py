@@ -1,5 +1,6 @@
-"""ShiftedDepthwiseConv2D equals keras.layers.DepthwiseConv2D (forward and gradients), and
-MBConv / whole models give the same outputs with either depthwise implementation."""
+"""ShiftedDepthwiseConv2D and NativeDepthwiseConv2D equal keras.layers.DepthwiseConv2D, and
+PointwiseConv2D equals keras.layers.Conv2D (forward and gradients); MBConv / whole models give
+the same outputs with either depthwise implementation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from conftest import BACKEND, randomize_weights, to_numpy
 
 from keras_efficientnet.layers import MBConv, PointwiseConv2D, ShiftedDepthwiseConv2D
-from keras_efficientnet.layers.depthwise import resolve_depthwise_impl
+from keras_efficientnet.layers.depthwise import (NativeDepthwiseConv2D, native_depthwise_class,
+                                                 resolve_depthwise_impl)
 
 TOL = 1e-5
 
@@ -97,6 +99,36 @@ def test_equals_keras_depthwise_forward_and_grad(kernel, strides, padding, data_
     assert _rel(o_gk, r_gk) < TOL
 
 
+@pytest.mark.parametrize("kernel,strides,padding,data_format,size", CASES)
+def test_native_equals_keras_depthwise_forward_and_grad(kernel, strides, padding, data_format, size):
+    """NativeDepthwiseConv2D (torch's conv2d on the channels-last memory, where it applies) is
+    keras' DepthwiseConv2D: outputs and gradients, with a depth multiplier and a bias."""
+    rng = np.random.default_rng(kernel * 100 + strides * 10 + size + 1)
+    channels = 6
+    shape = (2, size, size, channels) if data_format == "channels_last" else (2, channels, size, size)
+    x = rng.normal(size=shape).astype("float32")
+    kwargs = dict(strides=strides, padding=padding, data_format=data_format, depth_multiplier=2,
+                  use_bias=True)
+    ref = keras.layers.DepthwiseConv2D(kernel, **kwargs)
+    ours = NativeDepthwiseConv2D(kernel, **kwargs)
+    ref.build(shape)
+    ours.build(shape)
+    ours.set_weights([rng.normal(size=v.shape).astype("float32") for v in ref.weights])
+    ref.set_weights(ours.get_weights())
+    direct = ours._torch_padding(x) is not None
+    assert direct == (BACKEND == "torch" and data_format == "channels_last"
+                      and (padding == "valid" or (strides == 1 and kernel % 2 == 1)))
+    w = rng.normal(size=ref.compute_output_shape(shape)).astype("float32")
+    r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
+    o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
+    assert o_out.shape == r_out.shape
+    assert _rel(o_out, r_out) < TOL
+    assert _rel(o_gx, r_gx) < TOL
+    assert _rel(o_gk, r_gk) < TOL
+    config = keras.saving.serialize_keras_object(ours)
+    assert (config["module"], config["class_name"]) == ("keras.layers", "DepthwiseConv2D")
+
+
 @pytest.mark.skipif(BACKEND != "jax", reason="the hand-written gradient is JAX's")
 def test_jax_gradient_is_hand_written():
     """On JAX the layer's gradient is the custom VJP of layers/depthwise_jax.py (one fused pass
@@ -111,19 +143,20 @@ def test_jax_gradient_is_hand_written():
     assert "custom_vjp_call" in jaxpr
 
 
-@pytest.mark.parametrize("kernel,strides,data_format", [
-    (1, 1, "channels_last"),   # the matmul path on JAX
-    (1, 2, "channels_last"), (3, 1, "channels_last"), (1, 1, "channels_first")])  # plain Conv2D
-def test_pointwise_equals_keras_conv_forward_and_grad(kernel, strides, data_format):
+@pytest.mark.parametrize("kernel,strides,data_format,padding", [
+    (1, 1, "channels_last", "same"),   # the matmul path on JAX and PyTorch
+    (3, 1, "channels_last", "same"), (3, 2, "channels_last", "valid"),  # torch's conv2d, direct
+    (1, 2, "channels_last", "same"), (1, 1, "channels_first", "same")])  # Keras' own path
+def test_pointwise_equals_keras_conv_forward_and_grad(kernel, strides, data_format, padding):
     """PointwiseConv2D is keras' Conv2D: same variables, outputs and gradients (1e-5)."""
     if data_format == "channels_first" and BACKEND == "tensorflow":
         pytest.skip("TensorFlow's CPU Conv2D has no NCHW kernel")
     rng = np.random.default_rng(kernel * 10 + strides)
     shape = (2, 7, 7, 12) if data_format == "channels_last" else (2, 12, 7, 7)
     x = rng.normal(size=shape).astype("float32")
-    ref = keras.layers.Conv2D(20, kernel, strides=strides, padding="same", use_bias=False,
+    ref = keras.layers.Conv2D(20, kernel, strides=strides, padding=padding, use_bias=False,
                               data_format=data_format)
-    ours = PointwiseConv2D(20, kernel, strides=strides, padding="same", use_bias=False,
+    ours = PointwiseConv2D(20, kernel, strides=strides, padding=padding, use_bias=False,
                            data_format=data_format)
     ref.build(shape)
     ours.build(shape)
@@ -131,8 +164,11 @@ def test_pointwise_equals_keras_conv_forward_and_grad(kernel, strides, data_form
     assert [(v.name, tuple(v.shape)) for v in ours.weights] == \
         [(v.name, tuple(v.shape)) for v in ref.weights]
     ours.set_weights(ref.get_weights())
-    assert ours._as_matmul() == (BACKEND == "jax" and kernel == 1 and strides == 1
+    assert ours._as_matmul() == (BACKEND in ("jax", "torch") and kernel == 1 and strides == 1
                                  and data_format == "channels_last")
+    assert (ours._torch_padding(x) is not None) == (
+        BACKEND == "torch" and data_format == "channels_last"
+        and (padding == "valid" or strides == 1))
     w = rng.normal(size=ref.compute_output_shape(shape)).astype("float32")
     r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
     o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
@@ -165,7 +201,7 @@ def test_mbconv_same_outputs_and_config(padding):
                        padding=padding, depthwise_impl=impl, name="block2a")
         block(x)
         blocks[impl] = block
-    expected = {"keras": keras.layers.DepthwiseConv2D, "shifted": ShiftedDepthwiseConv2D}
+    expected = {"keras": native_depthwise_class(), "shifted": ShiftedDepthwiseConv2D}
     for impl, block in blocks.items():
         assert type(block.dwconv) is expected[impl]
     randomize_weights(blocks["shifted"], seed=2)  # BN statistics included, variances > 0
@@ -204,7 +240,7 @@ def test_model_same_weights_and_outputs(tiny_models, tmp_path):
     assert names["keras"] == names["shifted"] == sorted(flat_weights(base))
     assert "block2a_dwconv/kernel" in names["shifted"]
     assert type(models["shifted"].get_layer("block2a_dwconv")) is ShiftedDepthwiseConv2D
-    assert type(models["keras"].get_layer("block2a_dwconv")) is keras.layers.DepthwiseConv2D
+    assert type(models["keras"].get_layer("block2a_dwconv")) is native_depthwise_class()
     # Weights saved from the keras-impl model load into the shifted-impl one unchanged.
     path = str(tmp_path / "w.weights.h5")
     base.save_weights(path)

@@ -65,7 +65,7 @@ def serializable(cls):
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 
-def serializable_as_core(core):
+def serializable_as_core(core, loader: bool = True):
     """Register a fast subclass of a core Keras layer so that it saves *as* that core layer.
 
     A model's ``.keras`` file then names ``keras.layers.<Core>`` with the core layer's own
@@ -76,6 +76,10 @@ def serializable_as_core(core):
     which class fits the current backend). Files Keras writes for its own layers carry no
     registered name and are not affected. The class keeps ``isinstance(layer, core)`` true
     and shows the core name in ``model.summary()``, as keras.applications' models do.
+
+    ``loader=False`` registers the saving side only, for a second fast subclass of the same
+    core layer: the name ``<Core>`` keeps the first class's loader (whose ``from_config``
+    picks among them).
     """
     from keras.src.saving import object_registration
 
@@ -86,7 +90,8 @@ def serializable_as_core(core):
         cls.__module__ = "keras.layers"
         cls._ke_name = original
         object_registration.GLOBAL_CUSTOM_NAMES[cls] = name
-        object_registration.GLOBAL_CUSTOM_OBJECTS[name] = cls
+        if loader:
+            object_registration.GLOBAL_CUSTOM_OBJECTS[name] = cls
         # files written before this change name the class under the package
         object_registration.GLOBAL_CUSTOM_OBJECTS[f"{PACKAGE}>{original}"] = cls
         return cls

@@ -96,12 +96,13 @@ class ShiftedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
     @classmethod
     def from_config(cls, config):
-        """The fast layer where it is the faster one (JAX), ``keras.layers.DepthwiseConv2D``
-        elsewhere (same weights and function)."""
+        """The fast layer of the current backend: this one on JAX,
+        :class:`NativeDepthwiseConv2D` on PyTorch, ``keras.layers.DepthwiseConv2D`` on
+        TensorFlow (same weights and function)."""
         config = dict(config)
         if resolve_depthwise_impl("auto") != "shifted" or config.get("depth_multiplier", 1) != 1 \
                 or tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
-            return keras.layers.DepthwiseConv2D.from_config(config)
+            return native_depthwise_class().from_config(config)
         return super().from_config(config)
 
     def call(self, inputs):
@@ -144,6 +145,68 @@ class ShiftedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return _correlate(x, ops.reshape(kernel, (k, k, -1)), s, out_h, out_w, last)
 
 
+@serializable_as_core(keras.layers.DepthwiseConv2D, loader=False)
+class NativeDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` that, on PyTorch, skips Keras' layout copies.
+
+    Keras' PyTorch depthwise convolution copies the NHWC input to a contiguous NCHW tensor and
+    then back to channels_last memory (and the kernel likewise) on every call. Seen as NCHW,
+    the NHWC tensor already is channels_last memory, which torch's CPU convolution takes as it
+    is, and its output seen as NHWC is contiguous. For channels-last 4-D inputs with
+    ``"valid"`` padding or symmetric ``"same"`` padding (stride 1, odd kernel) this layer
+    calls torch's grouped ``conv2d`` directly; everywhere else (other backends, other
+    paddings, ``channels_first``) it is the core layer. Same config and ``kernel`` variable;
+    saves as ``keras.layers.DepthwiseConv2D``. ``depthwise_impl="keras"`` (what ``"auto"``
+    picks on TensorFlow and PyTorch) builds this class.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from keras_efficientnet.layers.depthwise import NativeDepthwiseConv2D
+        >>> layer = NativeDepthwiseConv2D(3, padding="same", use_bias=False)
+        >>> tuple(layer(np.ones((1, 8, 8, 4), "float32")).shape)
+        (1, 8, 8, 4)
+        >>> tuple(layer.kernel.shape), isinstance(layer, keras.layers.DepthwiseConv2D)
+        ((3, 3, 4, 1), True)
+    """
+
+    def _torch_padding(self, inputs):
+        if (keras.backend.backend() != "torch" or self.data_format != "channels_last"
+                or len(inputs.shape) != 4):
+            return None
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same" and tuple(self.strides) == (1, 1) \
+                and all(k % 2 for k in self.kernel_size):
+            return tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation_rate))
+        return None
+
+    def call(self, inputs):
+        padding = self._torch_padding(inputs)
+        if padding is None:
+            return super().call(inputs)
+        import torch.nn.functional as F
+
+        convert = keras.ops.convert_to_tensor
+        x = convert(inputs)
+        kh, kw, channels, multiplier = self.kernel.shape
+        # (k, k, C, m) -> (C*m, 1, k, k): output channel c*m + j, as Keras orders them
+        w = convert(self.kernel).reshape(kh, kw, 1, channels * multiplier).permute(3, 2, 0, 1)
+        outputs = F.conv2d(x.permute(0, 3, 1, 2), w, None, tuple(self.strides), padding,
+                           tuple(self.dilation_rate), channels).permute(0, 2, 3, 1)
+        if self.use_bias:
+            outputs = outputs + convert(self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+def native_depthwise_class():
+    """The class ``depthwise_impl="keras"`` builds on the current backend: the core
+    ``keras.layers.DepthwiseConv2D``, or :class:`NativeDepthwiseConv2D` on PyTorch."""
+    return NativeDepthwiseConv2D if keras.backend.backend() == "torch" \
+        else keras.layers.DepthwiseConv2D
+
+
 def make_depthwise(impl: str, kernel_size: int, strides: int = 1, padding: str = "same",
                    data_format=None, depthwise_initializer=CONV_INITIALIZER, name=None):
     """A bias-free depthwise convolution layer of the implementation ``impl`` stands for.
@@ -154,7 +217,8 @@ def make_depthwise(impl: str, kernel_size: int, strides: int = 1, padding: str =
             ``keras.layers.DepthwiseConv2D``.
 
     Returns:
-        A ``keras.layers.DepthwiseConv2D`` (or the :class:`ShiftedDepthwiseConv2D` subclass).
+        A ``keras.layers.DepthwiseConv2D`` (or the :class:`ShiftedDepthwiseConv2D` or
+        :class:`NativeDepthwiseConv2D` subclass).
 
     Example:
         >>> import keras
@@ -163,6 +227,6 @@ def make_depthwise(impl: str, kernel_size: int, strides: int = 1, padding: str =
         True
     """
     cls = ShiftedDepthwiseConv2D if resolve_depthwise_impl(impl) == "shifted" \
-        else keras.layers.DepthwiseConv2D
+        else native_depthwise_class()
     return cls(kernel_size, strides=strides, padding=padding, use_bias=False,
                data_format=data_format, depthwise_initializer=depthwise_initializer, name=name)

@@ -6,8 +6,15 @@ faster as ``matmul`` for MBConv's expansion and projection shapes (2-core CPU, b
 Pointwise convolutions carry most of an EfficientNet's multiply-adds, so this is most of a
 training step. :class:`PointwiseConv2D` is a ``keras.layers.Conv2D`` (same arguments, same
 ``kernel``/``bias`` variables and shapes, ``isinstance`` still true) that switches only its
-arithmetic; on TensorFlow and PyTorch, and for any other kernel size, stride, dilation, group
+arithmetic; on TensorFlow, and on JAX for any other kernel size, stride, dilation, group
 count or ``channels_first``, it is exactly ``Conv2D``.
+
+On PyTorch the 1x1 stride-1 case is the same matrix product (no layout change at all, where
+Keras' PyTorch convolution copies the input to NCHW and back to channels_last memory on every
+call, and falls back to a slow unblocked kernel for small inputs such as 7x7 at batch 1);
+other channels-last 4-D cases with ``"valid"`` padding or symmetric ``"same"`` padding at
+stride 1 call torch's ``conv2d`` on the channels-last memory the NHWC tensor already is. The
+factory uses this class for every convolution of the blocks and the head.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from .common import serializable_as_core
 
 @serializable_as_core(keras.layers.Conv2D)
 class PointwiseConv2D(keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` whose 1x1, stride-1, channels-last case is a matmul on JAX.
+    """``keras.layers.Conv2D`` whose 1x1, stride-1, channels-last case is a matmul on JAX and
+    PyTorch, and whose other channels-last convolutions on PyTorch skip Keras' layout copies.
 
     Same constructor, weights and outputs (up to float summation order) as ``Conv2D``; saves
     as ``keras.layers.Conv2D`` (:func:`~keras_efficientnet.layers.common.serializable_as_core`),
@@ -34,11 +42,38 @@ class PointwiseConv2D(keras.layers.Conv2D):
     """
 
     def _as_matmul(self) -> bool:
-        return (keras.backend.backend() == "jax" and tuple(self.kernel_size) == (1, 1)
+        return (keras.backend.backend() in ("jax", "torch") and tuple(self.kernel_size) == (1, 1)
                 and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.groups == 1 and self.data_format == "channels_last")
+
+    def _torch_padding(self, inputs):
+        """The symmetric padding torch's conv2d takes for this layer on PyTorch, channels-last
+        4-D inputs, or None where Keras' own path is kept (TensorFlow-style asymmetric
+        "same" padding at stride 2 or with an even kernel)."""
+        if (keras.backend.backend() != "torch" or self.data_format != "channels_last"
+                or len(inputs.shape) != 4):
+            return None
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same" and tuple(self.strides) == (1, 1) \
+                and all(k % 2 for k in self.kernel_size):
+            return tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation_rate))
+        return None
 
     def convolution_op(self, inputs, kernel):
         if self._as_matmul():
             return keras.ops.matmul(inputs, keras.ops.reshape(kernel, tuple(kernel.shape[2:])))
+        padding = self._torch_padding(inputs)
+        if padding is not None:
+            # Keras' PyTorch convolution copies the NHWC input to a contiguous NCHW tensor,
+            # then copies it again to channels_last memory (and the kernel likewise) on every
+            # call. The NHWC tensor seen as NCHW already is channels_last memory, which torch's
+            # CPU convolution takes as it is, and its output seen as NHWC is contiguous: no
+            # copy either way.
+            import torch.nn.functional as F
+
+            x = keras.ops.convert_to_tensor(inputs).permute(0, 3, 1, 2)
+            w = keras.ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)
+            return F.conv2d(x, w, None, tuple(self.strides), padding, tuple(self.dilation_rate),
+                            self.groups).permute(0, 2, 3, 1)
         return super().convolution_op(inputs, kernel)
