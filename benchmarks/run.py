@@ -725,10 +725,13 @@ inference).
 
 Data layout: the `ours[channels_first]` rows are our model built with
 `data_format="channels_first"` and fed NCHW inputs (same weights). XLA on CPU prefers NHWC, so
-on JAX that layout is much slower; Keras' PyTorch backend otherwise permutes around every
-convolution, so on PyTorch it is faster, and users who already hold NCHW tensors can build with
-it; TensorFlow's CPU convolution accepts NHWC only, so there it does not run. The default stays
-Keras' `channels_last` on every backend.
+on JAX that layout is much slower. On PyTorch, Keras' own convolution copies every NHWC input
+to NCHW and back to channels_last memory; our default model's convolutions
+(`PointwiseConv2D`: 1x1 as a matmul, others as torch's conv2d on the channels_last view;
+`NativeDepthwiseConv2D` for the depthwise ones) skip those copies, so `channels_last` is
+what to use there too, and users who already hold NCHW tensors can still build with
+`channels_first`. TensorFlow's CPU convolution accepts NHWC only, so there it does not run.
+The default stays Keras' `channels_last` on every backend.
 
 On a shared machine ratios are noisy even when interleaved: `ours` and the forced row equal
 to its default (`ours[shifted]` on JAX, `ours[keras]` on TensorFlow and PyTorch) are the same
