@@ -208,7 +208,9 @@ def test_depthwise_impl_reaches_the_blocks():
                               layout="blocks")
     dw = [layer.dwconv for layer in model.layers if isinstance(layer, MBConv)]
     assert len(dw) == 16 and all(isinstance(layer, ShiftedDepthwiseConv2D) for layer in dw)
-    for impl, cls in (("shifted", ShiftedDepthwiseConv2D), ("keras", keras.layers.DepthwiseConv2D)):
+    from keras_efficientnet.layers.depthwise import native_depthwise_class
+
+    for impl, cls in (("shifted", ShiftedDepthwiseConv2D), ("keras", native_depthwise_class())):
         flat = ke.EfficientNetB0(weights=None, input_shape=(32, 32, 3), depthwise_impl=impl)
         dw = [layer for layer in flat.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
         assert len(dw) == 16 and all(type(layer) is cls for layer in dw)
