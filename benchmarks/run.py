@@ -755,9 +755,9 @@ TARGETS_HEADER = """# Benchmark targets
 
 The rows the speed targets are set on, against keras.applications (same backend, variant,
 batch and resolution): B0 and V2-S inference at batch 32, the B0 training step, first call.
-A shorter run than docs/benchmarks.md (no forced-implementation, folded, exported or timm
-rows), made to check the targets after a change; docs/benchmarks.md explains the method and
-has every row. Written by:
+A shorter run than docs/benchmarks.md (no forced-implementation, folded or exported rows;
+the command below says which rows each part has), made to check the targets after a change;
+docs/benchmarks.md explains the method and has every row. Written by:
 
     {command}
 
