@@ -54,6 +54,16 @@ def _value_and_grads(layer, x, w):
     return (out.detach().cpu().numpy(), xt.grad.cpu().numpy(), kernel.grad.cpu().numpy())
 
 
+def _assert_same_function(ref, ours, x, w):
+    """``ours`` computes ``ref``'s output and gradients (input and kernel) at ``x`` (TOL)."""
+    r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
+    o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
+    assert o_out.shape == r_out.shape
+    assert _rel(o_out, r_out) < TOL
+    assert _rel(o_gx, r_gx) < TOL
+    assert _rel(o_gk, r_gk) < TOL
+
+
 def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(1e-12, np.max(np.abs(b))))
 
@@ -120,13 +130,7 @@ def test_native_equals_keras_depthwise_forward_and_grad(kernel, strides, padding
     direct = ours._torch_padding(x) is not None
     assert direct == (BACKEND == "torch" and data_format == "channels_last"
                       and (padding == "valid" or (strides == 1 and kernel % 2 == 1)))
-    w = rng.normal(size=ref.compute_output_shape(shape)).astype("float32")
-    r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
-    o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
-    assert o_out.shape == r_out.shape
-    assert _rel(o_out, r_out) < TOL
-    assert _rel(o_gx, r_gx) < TOL
-    assert _rel(o_gk, r_gk) < TOL
+    _assert_same_function(ref, ours, x, rng.normal(size=ref.compute_output_shape(shape)).astype("float32"))
     config = keras.saving.serialize_keras_object(ours)
     assert (config["module"], config["class_name"]) == ("keras.layers", "DepthwiseConv2D")
 
@@ -171,13 +175,7 @@ def test_pointwise_equals_keras_conv_forward_and_grad(kernel, strides, data_form
     assert (ours._torch_padding(x) is not None) == (
         BACKEND == "torch" and data_format == "channels_last"
         and (padding == "valid" or strides == 1))
-    w = rng.normal(size=ref.compute_output_shape(shape)).astype("float32")
-    r_out, r_gx, r_gk = _value_and_grads(ref, x, w)
-    o_out, o_gx, o_gk = _value_and_grads(ours, x, w)
-    assert o_out.shape == r_out.shape
-    assert _rel(o_out, r_out) < TOL
-    assert _rel(o_gx, r_gx) < TOL
-    assert _rel(o_gk, r_gk) < TOL
+    _assert_same_function(ref, ours, x, rng.normal(size=ref.compute_output_shape(shape)).astype("float32"))
     restored = PointwiseConv2D.from_config(ours.get_config())
     assert restored.get_config() == ours.get_config()
 

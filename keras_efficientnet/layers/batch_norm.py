@@ -14,7 +14,8 @@ saves as the core layer) that takes those kernels on TensorFlow and PyTorch for 
 channels-last float32 inputs; with a mask, with renorm or ``synchronized=True``, on JAX (where
 XLA fuses the core layer's operations itself) and for any other input it is exactly the core
 layer. The moving statistics are updated as the core layer updates them, with the batch
-variance divided by n (both kernels return it divided by n - 1, which is undone). Measured in benchmarks/run.py (TensorFlow inference and training rows);
+variance divided by n (both kernels return it divided by n - 1, which is undone). Measured
+in benchmarks/run.py (TensorFlow and PyTorch inference and training rows);
 tests/test_batch_norm.py compares outputs, gradients and moving statistics with the core
 layer.
 """
@@ -42,7 +43,8 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
         >>> fast.build(x.shape); core.build(x.shape)
         >>> core.set_weights([np.full(3, 2.0), np.ones(3), np.full(3, 0.5), np.full(3, 4.0)])
         >>> fast.set_weights(core.get_weights())
-        >>> out = [keras.ops.convert_to_numpy(l(x, training=t)) for t in (False, True) for l in (fast, core)]
+        >>> out = [keras.ops.convert_to_numpy(layer(x, training=t))
+        ...        for t in (False, True) for layer in (fast, core)]
         >>> bool(np.allclose(out[0], out[1], atol=1e-5)), bool(np.allclose(out[2], out[3], atol=1e-5))
         (True, True)
     """

@@ -51,6 +51,32 @@ def conv_padding(kernel_size: int, strides: int, padding: str):
     return 0, "same"
 
 
+def torch_conv_padding(layer, inputs):
+    """The symmetric padding torch's ``conv2d`` takes for a Keras convolution ``layer`` on
+    ``inputs``, when it can be called directly on the channels_last memory an NHWC tensor is
+    (PyTorch backend, channels-last 4-D inputs, ``"valid"``, or ``"same"`` at stride 1 with an
+    odd kernel); None where Keras' own path is kept (TensorFlow-style asymmetric ``"same"``
+    padding, ``channels_first``, other backends).
+
+    Example:
+        >>> import keras
+        >>> from keras_efficientnet.layers.common import torch_conv_padding
+        >>> layer = keras.layers.Conv2D(4, 3, padding="same")
+        >>> torch_conv_padding(layer, keras.ops.ones((1, 8, 8, 3))) == (
+        ...     (1, 1) if keras.backend.backend() == "torch" else None)
+        True
+    """
+    if (keras.backend.backend() != "torch" or layer.data_format != "channels_last"
+            or len(inputs.shape) != 4):
+        return None
+    if layer.padding == "valid":
+        return (0, 0)
+    if layer.padding == "same" and tuple(layer.strides) == (1, 1) \
+            and all(k % 2 for k in layer.kernel_size):
+        return tuple(d * (k - 1) // 2 for k, d in zip(layer.kernel_size, layer.dilation_rate))
+    return None
+
+
 def pad_spatial(x, pad: int, data_format: str):
     """Zero-pad both spatial dimensions of ``x`` by ``pad`` pixels on each side."""
     if not pad:

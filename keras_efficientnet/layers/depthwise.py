@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from .common import CONV_INITIALIZER, serializable_as_core
+from .common import CONV_INITIALIZER, serializable_as_core, torch_conv_padding
 from .depthwise_ops import _correlate, _same_pads
 
 #: Implementations of MBConv's depthwise convolution.
@@ -170,15 +170,8 @@ class NativeDepthwiseConv2D(keras.layers.DepthwiseConv2D):
     """
 
     def _torch_padding(self, inputs):
-        if (keras.backend.backend() != "torch" or self.data_format != "channels_last"
-                or len(inputs.shape) != 4):
-            return None
-        if self.padding == "valid":
-            return (0, 0)
-        if self.padding == "same" and tuple(self.strides) == (1, 1) \
-                and all(k % 2 for k in self.kernel_size):
-            return tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation_rate))
-        return None
+        """torch's padding for a direct call, or None (:func:`~.common.torch_conv_padding`)."""
+        return torch_conv_padding(self, inputs)
 
     def call(self, inputs):
         padding = self._torch_padding(inputs)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import keras
 
-from .common import serializable_as_core
+from .common import serializable_as_core, torch_conv_padding
 
 
 @serializable_as_core(keras.layers.Conv2D)
@@ -47,18 +47,8 @@ class PointwiseConv2D(keras.layers.Conv2D):
                 and self.groups == 1 and self.data_format == "channels_last")
 
     def _torch_padding(self, inputs):
-        """The symmetric padding torch's conv2d takes for this layer on PyTorch, channels-last
-        4-D inputs, or None where Keras' own path is kept (TensorFlow-style asymmetric
-        "same" padding at stride 2 or with an even kernel)."""
-        if (keras.backend.backend() != "torch" or self.data_format != "channels_last"
-                or len(inputs.shape) != 4):
-            return None
-        if self.padding == "valid":
-            return (0, 0)
-        if self.padding == "same" and tuple(self.strides) == (1, 1) \
-                and all(k % 2 for k in self.kernel_size):
-            return tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation_rate))
-        return None
+        """torch's padding for a direct call, or None (:func:`~.common.torch_conv_padding`)."""
+        return torch_conv_padding(self, inputs)
 
     def convolution_op(self, inputs, kernel):
         if self._as_matmul():
