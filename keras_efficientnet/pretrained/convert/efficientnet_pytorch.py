@@ -38,7 +38,7 @@ import numpy as np
 
 from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .shapes import TORCH_VARIABLES, block_positions, block_role, torch_shape
+from .shapes import TO_KERAS, TORCH_VARIABLES, block_positions, block_role, torch_shape
 from .torch_state import read_state_dict
 
 FORMAT = "efficientnet_pytorch"
@@ -96,15 +96,15 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def _conv(a):
-    return np.transpose(a, (2, 3, 1, 0))
+    return np.transpose(a, TO_KERAS["conv"])
 
 
 def _depthwise(a):
-    return np.transpose(a, (2, 3, 0, 1))
+    return np.transpose(a, TO_KERAS["depthwise"])
 
 
 def _dense(a):
-    return np.transpose(a, (1, 0))
+    return np.transpose(a, TO_KERAS["dense"])
 
 
 def _same(a):

@@ -35,6 +35,20 @@ def expected_shapes(spec, classes: int | None = None) -> dict[str, tuple[int, ..
     return {e.name: e.shape for e in weight_manifest(get_spec(spec), classes)}
 
 
+#: ``np.transpose`` axes from PyTorch's layout to Keras', by kind of weight: convolutions
+#: OIHW -> HWIO, depthwise ``(C, 1, k, k)`` -> ``(k, k, C, 1)``, linear ``(out, in)`` -> ``(in, out)``.
+TO_KERAS = {"conv": (2, 3, 1, 0), "depthwise": (2, 3, 0, 1), "dense": (1, 0)}
+
+
+def keras_permutation(entry):
+    """The :data:`TO_KERAS` axes for a (non-CondConv) manifest entry; None for a vector."""
+    if len(entry.shape) < 2:
+        return None
+    if entry.kind == "depthwise":
+        return TO_KERAS["depthwise"]
+    return TO_KERAS["conv" if len(entry.shape) == 4 else "dense"]
+
+
 def torch_shape(entry) -> tuple[int, ...]:
     """The shape PyTorch stores a manifest entry in: the inverse of the converters' layout
     transform. Convolutions HWIO -> OIHW, depthwise ``(k, k, C, 1)`` -> ``(C, 1, k, k)``,
@@ -52,11 +66,13 @@ def torch_shape(entry) -> tuple[int, ...]:
     if len(s) == 5:
         n, kh, kw, cin, cout = s
         return (n, cout * cin * kh * kw)
-    if entry.kind == "depthwise":
-        return (s[2], s[3], s[0], s[1])
-    if len(s) == 4:
-        return (s[3], s[2], s[0], s[1])
-    return tuple(reversed(s))
+    perm = keras_permutation(entry)
+    if perm is None:
+        return tuple(s)
+    out = [0] * len(s)
+    for keras_axis, torch_axis in enumerate(perm):  # keras.shape[j] == torch.shape[perm[j]]
+        out[torch_axis] = s[keras_axis]
+    return tuple(out)
 
 
 def block_role(entry) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .shapes import HEAD_NAMES, TORCH_VARIABLES, block_positions, block_role, torch_shape
+from .shapes import HEAD_NAMES, TO_KERAS, TORCH_VARIABLES, block_positions, block_role, torch_shape
 from .torch_state import SAFETENSORS_SUFFIXES, read_state_dict
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -158,7 +158,7 @@ def expected_tensors(spec, classes: int | None = 1000, head: bool = True) -> lis
             for e in weight_manifest(spec, classes if head else None) if head or e.block != "top"]
 
 
-_PERMUTATIONS = {"conv": (2, 3, 1, 0), "dw": (2, 3, 0, 1), "dense": (1, 0)}
+_PERMUTATIONS = {"conv": TO_KERAS["conv"], "dw": TO_KERAS["depthwise"], "dense": TO_KERAS["dense"]}
 
 
 def _to_keras(array, layout):

@@ -37,16 +37,10 @@ import numpy as np
 from ...specs import VARIANTS, get_spec, resolve
 from ...specs.manifest import weight_manifest
 from .base import Converted, register_format, show_names
-from .shapes import TORCH_VARIABLES, block_positions, block_role, expected_shapes
+from .shapes import TORCH_VARIABLES, block_positions, block_role, expected_shapes, keras_permutation
 from .torch_state import read_state_dict
 
 FORMAT = "torchvision"
-#: torch -> Keras layout permutations.
-CONV = (2, 3, 1, 0)        # (out, in, kh, kw) -> (kh, kw, in, out)
-DEPTHWISE = (2, 3, 0, 1)   # (C, 1, kh, kw) -> (kh, kw, C, 1)
-LINEAR = (1, 0)            # (out, in) -> (in, out)
-#: the permutation of each kind of manifest weight (vectors: none).
-PERMUTATIONS = {"conv": CONV, "depthwise": DEPTHWISE, "dense": LINEAR}
 #: our block role -> (the unit of ``features.<stage>.<i>.block`` it is in, its name there);
 #: a block's units are numbered in the order its weights come in the manifest.
 UNITS = {"expand_conv": ("expand", "0"), "expand_bn": ("expand", "1"), "dwconv": ("dw", "0"),
@@ -177,8 +171,7 @@ def key_map(spec, head: str | None = "classifier.1") -> dict[str, tuple[str, tup
                 seen.append(unit)
             _, stage, index = positions[entry.block]
             module = f"features.{stage + 1}.{index}.block.{seen.index(unit)}.{part}"
-        perm = PERMUTATIONS.get(entry.kind) if len(entry.shape) > 1 else None
-        out[f"{module}.{TORCH_VARIABLES[entry.variable]}"] = (entry.name, perm)
+        out[f"{module}.{TORCH_VARIABLES[entry.variable]}"] = (entry.name, keras_permutation(entry))
     return out
 
 
