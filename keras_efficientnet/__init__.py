@@ -50,6 +50,7 @@ def _import_api():
     from .preprocessing import decode_predictions, imagenet_class_index, preprocess_input
     from .specs import ModelSpec, get_spec
     from .export import export  # the function; the module stays importable
+    from .quantize import quantize_weights
     from .torchscript import torchscript  # the function (PyTorch backend; torch imported on use)
     from .training import serializables  # noqa: F401  (registers schedules, losses, optimizers)
 
@@ -61,7 +62,7 @@ def _import_api():
         [*CONSTRUCTORS, "EfficientNet", "create_model", "list_models", "build_efficientnet",
          "save_weights", "save_preset", "from_preset", "from_checkpoint", "inspect_checkpoint", "list_weights",
          "decode_predictions", "imagenet_class_index", "preprocess_input", "ModelSpec",
-         "get_spec", "layers", "specs", "segmentation", "detection", "export", "fuse_batchnorm", "create_feature_extractor",
+         "get_spec", "layers", "specs", "segmentation", "detection", "export", "quantize_weights", "fuse_batchnorm", "create_feature_extractor",
          "feature_info", "torchscript"])
     _LOADED = True
 

@@ -81,6 +81,7 @@ class ExportResult:
             the fraction of output pixels with the same class (arg-max over ``C``; the sign of
             the logit, i.e. a 0.5 probability, for one channel).
         num_samples: number of verification inputs.
+        weight_rounding: for int8, how the kernels were rounded (``"gptq"`` or ``"nearest"``).
     """
 
     path: str
@@ -93,10 +94,13 @@ class ExportResult:
     top1_agreement: float | None = None
     pixel_agreement: float | None = None
     num_samples: int = 0
+    weight_rounding: str | None = None
 
     def summary(self) -> str:
         """One line: format, size and measured agreement."""
-        text = (f"{self.format}{'/' + self.quantize if self.quantize else ''} -> {self.path} "
+        quantize = self.quantize and self.quantize + (
+            f" ({self.weight_rounding} weight rounding)" if self.weight_rounding else "")
+        text = (f"{self.format}{'/' + quantize if quantize else ''} -> {self.path} "
                 f"[{self.route}] size {self.size_bytes / 1e6:.2f} MB")
         if self.max_abs_diff is not None:
             text += (f"; vs Keras on {self.num_samples} inputs: max abs diff "
@@ -522,7 +526,7 @@ def _place(tmp_artifact, path, overwrite=False):
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,
-           verify=True, verify_data=None, max_verify=8, overwrite=False):
+           verify=True, verify_data=None, max_verify=8, overwrite=False, weight_rounding="gptq"):
     """Export ``model`` for deployment and check the artifact against the model.
 
     The artifact is written to a temporary path next to ``path`` and moved there only when the
@@ -554,6 +558,11 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         verify_data: images to verify on (default: ``representative_data`` or random images).
         max_verify: at most this many images are used to verify.
         overwrite: replace an existing artifact at ``path`` (default: refuse).
+        weight_rounding: for ``quantize="int8"``: ``"gptq"`` (default) rounds every kernel to
+            its int8 grid so that each layer's output error on ``representative_data`` is
+            smallest (:func:`~keras_efficientnet.quantize.quantize_weights`; a copy of the
+            model, which is not changed), ``"nearest"`` leaves the rounding to the converter
+            (each weight to its nearest grid point). Other quantizations ignore it.
 
     Returns:
         An :class:`ExportResult` (path, route, size, max/mean abs diff, top-1 agreement).
@@ -581,6 +590,10 @@ def export(model, path, format="saved_model", quantize=None, representative_data
     from .validation import check_int, prepare_output
 
     _check_arguments(format, quantize)
+    from .quantize import METHODS
+
+    if weight_rounding not in METHODS:
+        raise ValueError(f"weight_rounding must be one of {METHODS}, got {weight_rounding!r}.")
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a file or folder path, got {path!r}.")
     path = os.fspath(path)
@@ -620,6 +633,13 @@ def export(model, path, format="saved_model", quantize=None, representative_data
                            channels_last)
     check = check[:max_verify]
 
+    exported = model
+    if quantize == "int8" and weight_rounding == "gptq":
+        from .quantize import quantize_weights
+
+        with Progress(f"Rounding {model.name}'s weights to int8 (GPTQ, {len(representative)} "
+                      "calibration images)"):
+            exported = quantize_weights(model, representative)
     backend = keras.backend.backend()
     work = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(target))
     try:
@@ -628,16 +648,17 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         if backend in NATIVE_ROUTES and format in NATIVE_ROUTES[backend]:
             route = f"native ({backend})"
             with Progress(f"Exporting {model.name} to {what}"):
-                _export_native(model, tmp_artifact, format, quantize, representative)
+                _export_native(exported, tmp_artifact, format, quantize, representative)
         else:
             route = f"tensorflow subprocess (from {backend})"
             logger.warning("Keras cannot produce %s on the %s backend in this process: rebuilding "
                            "the model on TensorFlow in a subprocess from its .keras file.",
                            format, backend)
             with Progress(f"Exporting {model.name} to {what} (in a TensorFlow subprocess)"):
-                _export_subprocess(model, tmp_artifact, format, quantize, representative, work)
+                _export_subprocess(exported, tmp_artifact, format, quantize, representative, work)
         result = ExportResult(path=path, format=format, quantize=quantize, route=route,
-                              size_bytes=_artifact_size(tmp_artifact, format))
+                              size_bytes=_artifact_size(tmp_artifact, format),
+                              weight_rounding=weight_rounding if quantize == "int8" else None)
         if verify:
             with Progress(f"Verifying the {format} artifact on {len(check)} images"):
                 expected = _keras_outputs(model, check)

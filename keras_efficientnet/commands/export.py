@@ -44,6 +44,10 @@ def add_parser(subparsers):
                         help="artifact format")
     parser.add_argument("--quantize", default=None, choices=quantizations,
                         help="TFLite quantization (default float32)")
+    parser.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
+                        help="int8: round each kernel to its grid minimising the layer's output "
+                             "error on the representative data (gptq, default), or each weight "
+                             "to its nearest grid point (nearest)")
     parser.add_argument("--representative-data", default=None, metavar="DIR",
                         help="folder of typical input images: calibrates int8, and is what the "
                              "artifact is verified on")
@@ -116,7 +120,8 @@ def run(args) -> int:
     if args.fuse_batchnorm:
         model = fuse_batchnorm(model)
     result = export(model, output, format=args.format, quantize=args.quantize,
-                    representative_data=args.representative_data, overwrite=args.overwrite)
+                    representative_data=args.representative_data, overwrite=args.overwrite,
+                    weight_rounding=args.weight_rounding)
     print(result.summary())
     return 0
 
