@@ -125,15 +125,14 @@ def quantize_weights(model, calibration_data, bits=8, method="gptq", damp=0.01,
 
 
 def _copy(model):
-    """A clone of ``model`` holding its weights (``set_weights`` does not refresh the constants a
-    ``Normalization`` layer derives from its variables: ``finalize_state`` does)."""
+    """A clone of ``model`` holding its weights."""
     import keras
+
+    from .pretrained.naming import finalize_preprocessing
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    for layer in copy._flatten_layers():
-        if layer is not copy and hasattr(layer, "finalize_state") and layer.built:
-            layer.finalize_state()
+    finalize_preprocessing(copy)
     return copy
 
 
@@ -241,9 +240,12 @@ def _scale(rows, bits):
     return np.where(scale == 0, 1.0, scale), top
 
 
+def _on_grid(x, scale, top):
+    return np.clip(np.round(x / scale), -top, top) * scale
+
+
 def _nearest(rows, bits):
-    scale, top = _scale(rows, bits)
-    return np.clip(np.round(rows / scale), -top, top) * scale
+    return _on_grid(rows, *_scale(rows, bits))
 
 
 def _gptq(rows, moment, bits, damp, block_size):
@@ -280,7 +282,7 @@ def _gptq_in_order(rows, h, scale, top, damp, block_size):
         u = upper[..., start:stop, start:stop]
         for i in range(stop - start):
             column = block[..., i:i + 1]
-            q = np.clip(np.round(column / scale), -top, top) * scale
+            q = _on_grid(column, scale, top)
             out[..., start + i:start + i + 1] = q
             error = (column - q) / u[..., None, i, i:i + 1]
             block[..., i:] -= error * u[..., None, i, i:]

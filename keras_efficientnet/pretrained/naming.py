@@ -73,7 +73,9 @@ def reconcile_preprocessing(targets: dict, arrays: dict) -> None:
 
 
 def finalize_preprocessing(model) -> None:
-    """Let the input ``Normalization`` layer pick up statistics assigned to its variables."""
-    for layer in model.layers:
+    """Let every ``Normalization`` layer (nested models' included) pick up statistics assigned
+    to its variables: ``set_weights`` and variable assignment leave the constants it computes
+    with stale until ``finalize_state``."""
+    for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Normalization) and layer.weights:
             layer.finalize_state()
