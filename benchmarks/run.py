@@ -537,6 +537,38 @@ def target_lines(report):
     return lines
 
 
+#: The PyTorch targets of the second speed issue: ours >= 1.0x timm's faster layout (NCHW or
+#: channels_last), same run, for these variants and metrics.
+TIMM_TARGETS = [("EfficientNetB0", "infer_b1"), ("EfficientNetB0", "infer_b32"),
+                ("EfficientNetV2S", "infer_b1"), ("EfficientNetV2S", "infer_b32"),
+                ("EfficientNetB0", "train_b16")]
+
+
+def timm_lines(report):
+    """Per PyTorch target: our Keras model (``ours``) and, for inference, the same model through
+    ``ke.torchscript`` (``ours[torchscript]``, the optimised frozen trace) against the faster of
+    timm's two layouts, as ours / timm throughput (> 1: ours is faster), met or not at 1.0x."""
+    lines = []
+    results = report["results"]
+    for variant, metric in TIMM_TARGETS:
+        timm_rows = [r for r in (_find(results, "torch", variant, name, metric)
+                                 for name in ("timm", "timm[channels_last]")) if r is not None]
+        if not timm_rows:
+            continue
+        best = max(timm_rows, key=lambda r: r["median_ips"])
+        parts = []
+        for name in ("ours", "ours[torchscript]", "ours[channels_first+torchscript]"):
+            row = _find(results, "torch", variant, name, metric)
+            if row is None:
+                continue
+            ratio = row["median_ips"] / best["median_ips"]
+            parts.append(f"{name} {ratio:.2f}x ({'met' if ratio >= 1.0 else '**not met**'})")
+        if parts:
+            lines.append(f"- torch {variant} {metric} vs {best['model']} "
+                         f"({best['median_ips']:.1f} img/s): " + ", ".join(parts))
+    return lines or ["- no PyTorch rows with timm in this run"]
+
+
 def backend_lines(report):
     """Our default model's throughput on every backend, fastest first, per variant and metric:
     the answer to "which backend should I use on this CPU" (and whether JAX is still the
@@ -613,6 +645,9 @@ def markdown(report):
              "blocks' BatchNorm folding forced (inference only).",
              "", "Targets against keras.applications (median ratio, this run):", "",
              *target_lines(report),
+             "", "PyTorch against timm (target >= 1.0x timm's faster layout; median throughput, "
+             "this run):", "",
+             *timm_lines(report),
              "", "Our default model on each backend (median images/s, fastest first):", "",
              *(backend_lines(report) if "--merge" not in report["command"] else [
                  "- not shown for a merged report: its backends ran at different times, and "

@@ -109,3 +109,75 @@ def test_other_sizes_and_bad_arguments_refused():
     free = ke.EfficientNetB0(weights=None, include_top=False, input_shape=(None, None, 3))
     with pytest.raises(ValueError, match=r"positive integers"):
         ke.torchscript(free, input_shape=(0, 64, 3))
+
+
+def _kinds(fast):
+    return [node.kind() for node in fast.script.graph.nodes()]
+
+
+@torch_only
+def test_optimized_trace_writes_in_place_only_where_nothing_else_reads():
+    """The default trace folds the BatchNorms and rewrites activations and bias adds to write
+    into their input; a tensor the model also returns (a tapped BatchNorm output) or the
+    caller's input must come out untouched, and ``optimize=False`` keeps the graph as traced."""
+    import keras
+    import torch
+
+    model = _logits_model("EfficientNetB0", seed=8)
+    taps = ["block1a_bn", "block1a_activation", "block2a_expand_activation"]
+    tapped = keras.Model(model.input, [model.get_layer(n).output for n in taps] + [model.output])
+    fast, plain = ke.torchscript(tapped), ke.torchscript(tapped, optimize=False)
+    kinds, plain_kinds = _kinds(fast), _kinds(plain)
+    assert kinds.count("aten::silu_") >= 40 and kinds.count("aten::add_") >= 40
+    assert "aten::batch_norm" in plain_kinds and "aten::batch_norm" not in kinds  # folded
+    assert not any(k.endswith("_") and k.startswith("aten::") for k in plain_kinds)
+    x = np.random.default_rng(9).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    xt = torch.from_numpy(x.copy())
+    expected = [np.asarray(keras.ops.convert_to_numpy(t)) for t in tapped(x, training=False)]
+    for traced in (fast, plain):
+        got = traced(xt)
+        assert len(got) == len(expected)
+        for e, g in zip(expected, got):
+            np.testing.assert_allclose(g.numpy(), e, rtol=0, atol=1e-5 * max(1.0, np.abs(e).max()))
+    # the tapped BatchNorm output is also the SiLU's input: it must not be activated in place
+    assert float(np.asarray(expected[0]).min()) < -0.3
+    np.testing.assert_array_equal(xt.numpy(), x)
+
+
+@torch_only
+def test_graph_input_is_never_overwritten():
+    import keras
+    import torch
+
+    inputs = keras.Input((4, 4, 2))
+    relu = keras.layers.Activation("relu")(inputs)  # its input is the caller's tensor
+    conv = keras.layers.Conv2D(2, 1, use_bias=False)(relu)
+    model = keras.Model(inputs, [keras.layers.Activation("sigmoid")(conv), relu])
+    fast = ke.torchscript(model)
+    assert "aten::sigmoid_" in _kinds(fast) and "aten::relu" in _kinds(fast)
+    x = np.random.default_rng(10).normal(size=(2, 4, 4, 2)).astype("float32")
+    assert (x < 0).any()
+    xt = torch.from_numpy(x.copy())
+    got = fast(xt)
+    for e, g in zip(model(x), got):
+        np.testing.assert_allclose(g.numpy(), keras.ops.convert_to_numpy(e), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(xt.numpy(), x)
+
+
+@torch_only
+def test_a_write_that_cannot_broadcast_falls_back_to_the_plain_trace():
+    import keras
+
+    inputs = keras.Input((4, 4, 1))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False)(inputs)
+    # a per-channel constant broadcast *up* onto a one-channel tensor: add_ cannot hold it
+    wide = keras.layers.Lambda(lambda t: keras.ops.add(
+        t, keras.ops.convert_to_tensor(np.arange(3, dtype="float32"))))(conv)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(wide))
+    fast = ke.torchscript(model)
+    assert not any(k.endswith("_") for k in _kinds(fast) if k.startswith("aten::"))
+    x = np.random.default_rng(11).normal(size=(2, 4, 4, 1)).astype("float32")
+    got = fast(x)
+    assert tuple(got.shape) == (2, 4, 4, 3)
+    np.testing.assert_allclose(got.numpy(), keras.ops.convert_to_numpy(model(x)), rtol=0,
+                               atol=1e-6)
