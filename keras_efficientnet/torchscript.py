@@ -113,6 +113,9 @@ _FRESH = frozenset({
     "aten::multiply", "aten::div", "aten::divide", "aten::silu", "aten::sigmoid", "aten::relu",
     "aten::hardtanh", "aten::hardswish", "aten::hardsigmoid", "aten::batch_norm", "aten::pad",
     "aten::constant_pad_nd", "aten::mean", "aten::cat"})
+# Ops that read a tensor and keep nothing of its memory: an earlier one may share the input.
+_READERS = _FRESH | {"aten::size", "aten::dim", "aten::numel", "prim::shape", "aten::sum",
+                     "aten::amax", "aten::max", "aten::min", "aten::softmax"}
 _UNARY_IN_PLACE = {"aten::silu": "aten::silu_", "aten::sigmoid": "aten::sigmoid_",
                    "aten::relu": "aten::relu_", "aten::hardtanh": "aten::hardtanh_",
                    "aten::hardswish": "aten::hardswish_", "aten::hardsigmoid": "aten::hardsigmoid_"}
@@ -122,15 +125,16 @@ _BINARY_IN_PLACE = {"aten::add": "aten::add_", "aten::mul": "aten::mul_",
 
 def _writable(value, node) -> bool:
     """Whether ``node`` may overwrite ``value``: it (and every tensor it is a view of) was
-    allocated inside the graph, and no other node reads any of them later or holds a view."""
+    allocated inside the graph, and every other node reading any of them comes earlier and is
+    one known to return fresh memory (so none can hold a view: ``split``, ``chunk``... refuse)."""
     link = None
     while True:
         for use in value.uses():
             user = use.user
             if user is node or user is link:
                 continue
-            if user.kind() in _ALIASING or not user.isBefore(node):
-                return False  # read afterwards (or returned), or viewed by another node
+            if user.kind() not in _READERS or not user.isBefore(node):
+                return False  # read afterwards (or returned), or maybe viewed (split, ...)
         producer = value.node()
         if producer.kind() in _FRESH:
             return True
