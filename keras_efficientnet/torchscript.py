@@ -99,13 +99,6 @@ def _folded(model):
         return model
 
 
-# Ops whose output may share memory with their first input (a view, or a no-op ``to``).
-_ALIASING = frozenset({
-    "aten::to", "aten::permute", "aten::reshape", "aten::view", "aten::contiguous",
-    "aten::_unsafe_view", "aten::transpose", "aten::squeeze", "aten::unsqueeze", "aten::flatten",
-    "aten::expand", "aten::slice", "aten::select", "aten::detach", "aten::alias", "aten::add_",
-    "aten::mul_", "aten::silu_", "aten::sigmoid_", "aten::relu_", "aten::hardtanh_",
-    "aten::hardswish_", "aten::hardsigmoid_"})
 # Ops that always return a newly allocated tensor.
 _FRESH = frozenset({
     "aten::_convolution", "aten::conv2d", "aten::convolution", "aten::matmul", "aten::mm",
@@ -121,6 +114,13 @@ _UNARY_IN_PLACE = {"aten::silu": "aten::silu_", "aten::sigmoid": "aten::sigmoid_
                    "aten::hardswish": "aten::hardswish_", "aten::hardsigmoid": "aten::hardsigmoid_"}
 _BINARY_IN_PLACE = {"aten::add": "aten::add_", "aten::mul": "aten::mul_",
                     "aten::multiply": "aten::mul_"}
+# Ops whose output may share memory with their first input: views, a no-op ``to``, and the
+# in-place ops this rewrite writes (they return their input).
+_ALIASING = frozenset({
+    "aten::to", "aten::permute", "aten::reshape", "aten::view", "aten::contiguous",
+    "aten::_unsafe_view", "aten::transpose", "aten::squeeze", "aten::unsqueeze", "aten::flatten",
+    "aten::expand", "aten::slice", "aten::select", "aten::detach", "aten::alias",
+    *_UNARY_IN_PLACE.values(), *_BINARY_IN_PLACE.values()})
 
 
 def _writable(value, node) -> bool:
@@ -267,21 +267,25 @@ def torchscript(model, input_shape=None, verify: bool = True, atol: float = 1e-4
     float32 = all(getattr(layer, "compute_dtype", "float32") == "float32"
                   for layer in model._flatten_layers(include_self=True))
     attempts = [True, False] if optimize and float32 else [False]
+    expected = None  # the Keras model's outputs on the probe, computed once for every attempt
     for optimized in attempts:
         script = _trace(_Inference(_folded(model) if optimized else model).eval(), example,
                         optimized)
-        if optimized:
-            try:  # an in-place write that cannot broadcast fails here, not in the user's call
-                with torch.no_grad():
-                    script(example)
-            except RuntimeError:
-                continue
         diff = None
+        if not (verify or optimized):
+            break
+        try:  # the probe run: an in-place write that cannot broadcast fails here, not later
+            with torch.no_grad():
+                got = torch.utils._pytree.tree_leaves(script(probe))
+        except RuntimeError:
+            if optimized:
+                continue
+            raise
         if not verify:
             break
-        with torch.no_grad():
-            expected = torch.utils._pytree.tree_leaves(wrapper(probe))
-            got = torch.utils._pytree.tree_leaves(script(probe))
+        if expected is None:
+            with torch.no_grad():
+                expected = torch.utils._pytree.tree_leaves(wrapper(probe))
         if len(expected) != len(got):
             raise ValueError(f"The trace returns {len(got)} outputs, the model {len(expected)}.")
         diff, failure = 0.0, None
