@@ -23,12 +23,19 @@ from keras_efficientnet.pretrained.convert.effdet import convert_state_dict  # n
 
 def effdet_net(name, size, seed=0, num_classes=None):
     """An effdet EfficientDet at ``size`` px with every weight random (fusion weights and
-    BatchNorm affine and statistics included) and random prediction biases."""
+    BatchNorm affine and statistics included) and random prediction biases.
+
+    Every weight follows from ``seed``: effdet initialises its convolutions from torch's
+    global generator, whose state otherwise depends on which tests ran before (a fixture that
+    changed with the test order once put an NMS near-tie into the full-suite run only), so the
+    construction runs on a forked, seeded generator and leaves the global one as it was."""
     cfg = effdet.get_efficientdet_config(name)
     cfg.image_size = (size, size)
     if num_classes:
         cfg.num_classes = num_classes
-    net = effdet.EfficientDet(cfg, pretrained_backbone=False).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = effdet.EfficientDet(cfg, pretrained_backbone=False).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in net.named_parameters():
