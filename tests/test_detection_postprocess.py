@@ -36,7 +36,9 @@ def _raw(batch=2, seed=0):
     return logits, codes
 
 
-def _effdet(logits, codes, scale, size_wh):
+def _effdet(logits, codes, scale=None, size_wh=None):
+    """effdet's own DetBenchPredict steps on flat raw outputs; without ``scale``/``size_wh``
+    (no img_info) boxes stay in input pixels, unclipped."""
     from effdet import get_efficientdet_config
     from effdet.anchors import Anchors
     from effdet.bench import _batch_detection, _post_process
@@ -58,8 +60,9 @@ def _effdet(logits, codes, scale, size_wh):
         cls_levels, box_levels, num_levels=len(LEVELS), num_classes=CLASSES,
         max_detection_points=5000)
     det = _batch_detection(batch, cls_top, box_top, anchors.boxes, indices, classes,
-                           torch.tensor(scale, dtype=torch.float32),
-                           torch.tensor(size_wh, dtype=torch.float32), max_det_per_image=100)
+                           None if scale is None else torch.tensor(scale, dtype=torch.float32),
+                           None if size_wh is None else torch.tensor(size_wh, dtype=torch.float32),
+                           max_det_per_image=100)
     return det.numpy()
 
 
@@ -135,7 +138,7 @@ def _assert_same_detections(boxes, scores, classes, expected, score_tol=1e-5, bo
         unused.remove(match[0])
 
 
-def _assert_well_conditioned(net, bench, x, expected):
+def _assert_well_conditioned(net, cfg, x, expected):
     """The fixture has no near-tie that float32 rounding could flip: effdet's own detections
     from its float64 raw outputs (rounded to float32 for the post-process) are the same
     detections, in the same order, as from its float32 ones. Random weights give flat scores
@@ -144,15 +147,10 @@ def _assert_well_conditioned(net, bench, x, expected):
     disagree, so it is refused here rather than tolerated below."""
     import copy
 
-    from effdet.bench import _batch_detection, _post_process
+    from test_detection import effdet_outputs
 
-    with torch.no_grad():
-        cls, box = copy.deepcopy(net).double()(torch.from_numpy(x).double())
-        top = _post_process([c.float() for c in cls], [b.float() for b in box],
-                            num_levels=len(LEVELS), num_classes=CLASSES,
-                            max_detection_points=5000)
-        exact = _batch_detection(len(x), *top[:2], bench.anchors.boxes, *top[2:], None, None,
-                                 max_det_per_image=100).numpy()
+    cls, box = effdet_outputs(copy.deepcopy(net).double(), cfg, x.astype("float64"))
+    exact = _effdet(cls.astype("float32"), box.astype("float32"))
     np.testing.assert_array_equal(exact[..., 5], expected[..., 5])
     np.testing.assert_allclose(exact[..., :4], expected[..., :4], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(exact[..., 4], expected[..., 4], atol=1e-6)
@@ -173,7 +171,7 @@ def test_end_to_end_equals_effdet_detbenchpredict(tmp_path):
     x = np.random.default_rng(9).normal(size=(2, 3, SIZE, SIZE)).astype("float32")
     with torch.no_grad():
         expected = bench(torch.from_numpy(x)).numpy()  # no img_info: input-pixel boxes
-    _assert_well_conditioned(net, bench, x, expected)
+    _assert_well_conditioned(net, cfg, x, expected)
     model = ke.detection.EfficientDetD0(num_classes=CLASSES, input_shape=(SIZE, SIZE, 3),
                                         weights=path, include_postprocess=True,
                                         include_preprocessing=False,
